@@ -1,0 +1,1 @@
+//! Keyed, per-partition state with atomic write batches and checkpoints. Knows nothing of Kafka or Iceberg.
