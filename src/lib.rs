@@ -3,3 +3,4 @@
 //! The module list reads as the data flow; see `ARCHITECTURE.md`.
 
 pub mod types;
+pub mod value;
