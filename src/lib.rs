@@ -1,6 +1,36 @@
 //! ledgerstream: PostgreSQL → Debezium → Kafka → partition actors (RocksDB state) → committer → Apache Iceberg.
 //!
-//! The module list reads as the data flow; see `ARCHITECTURE.md`.
+//! Reading order follows the data: `source` (Kafka) → `cdc` (decode) → `processor` + `changelog` (what a
+//! partition does) → `actors` (partition, coordinator, committer, supervisor) → `sink` (Iceberg) and
+//! `checkpoint` (the recovery protocol). `pipeline` is the glue; `config` and `metrics` are the single homes of
+//! configuration and metrics. See `ARCHITECTURE.md`.
 
+pub mod actors;
+pub mod cdc;
+pub mod changelog;
+pub mod checkpoint;
+pub mod config;
+pub mod generate;
+pub mod metrics;
+pub mod pipeline;
+pub mod processor;
+pub mod sink;
+pub mod source;
 pub mod types;
 pub mod value;
+
+/// A named crash point for the failpoint tests (`--features failpoints`). When the `FAILPOINTS` environment
+/// variable enables it (e.g. `FAILPOINTS=committer::after_first_table=return`), the process aborts on the spot —
+/// the in-process equivalent of `kill -9` at exactly that step. Compiled out otherwise.
+#[macro_export]
+macro_rules! failpoint {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        {
+            fail::fail_point!($name, |_| {
+                eprintln!("failpoint {} hit: aborting", $name);
+                std::process::abort()
+            });
+        }
+    };
+}

@@ -1,10 +1,107 @@
-use clap::Parser;
+//! The `ledgerstream` command line. Glue only: every subcommand calls into the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use ledgerstream::config::Config;
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "ledgerstream", version, about = "Exactly-once CDC from PostgreSQL to Apache Iceberg")]
-enum Cli {}
+struct Cli {
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LEDGERSTREAM_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline: Kafka → partition actors → Iceberg, until SIGTERM/Ctrl-C (drains and commits a final
+    /// checkpoint).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Apply the source schema migrations to PostgreSQL (idempotent).
+    Migrate {
+        #[arg(long, env = "LEDGERSTREAM_PG_URL")]
+        pg_url: String,
+    },
+    /// Write synthetic fintech load to PostgreSQL.
+    Generate(ledgerstream::generate::GenerateArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (and LEDGERSTREAM__* overrides) and print the effective settings.
+    Check { file: PathBuf },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Flips to true on SIGTERM or Ctrl-C.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install SIGTERM handler");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run { config } => {
+            let config = Config::load(&config).with_context(|| format!("config {}", config.display()))?;
+            ledgerstream::pipeline::run(config, shutdown_signal()).await
+        }
+        Command::Migrate { pg_url } => ledgerstream::generate::migrate(&pg_url).await,
+        Command::Generate(args) => ledgerstream::generate::run(args).await.map(|_| ()),
+        Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
+            Ok(c) => {
+                println!("{} is valid.\n\n{c:#?}", file.display());
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                std::process::exit(2);
+            }
+        },
+    }
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or a warm one:
+#   1. installs/caches everything the tests need (stack/bootstrap.sh: Debian packages, tansu, Python venv with the
+#      Debezium jars, the Connect launcher), all under ~/.cache/ledgerstream;
+#   2. formatting and lint gates;
+#   3. unit tests and integration tests. The end-to-end tests start their own isolated native stacks
+#      (PostgreSQL, tansu, Kafka Connect + Debezium) on private ports and stop them again; they fail loudly, never
+#      skip, when a service cannot start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export LEDGERSTREAM_CACHE="${LEDGERSTREAM_CACHE:-$HOME/.cache/ledgerstream}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$LEDGERSTREAM_CACHE/target}"
+export PATH="$LEDGERSTREAM_CACHE/tools/bin:$PATH"
+
+step() { printf '\n==> %s (%s)\n' "$*" "$(date +%T)"; }
+
+step "bootstrap"
+bash stack/bootstrap.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "build tests"
+cargo test --workspace --all-features --no-run
+
+step "tests"
+# One test binary at a time (cargo's default); inside the end-to-end binaries each test owns its own stack.
+cargo test --workspace --all-features -- --nocapture 2>&1 | tee "$LEDGERSTREAM_CACHE/logs/last-test.log"
+step "done"

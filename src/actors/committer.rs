@@ -1,0 +1,327 @@
+//! The committer: gathers the seals of checkpoint `n` from every partition, writes one set of Parquet files per
+//! table, persists the commit intent, makes one Iceberg snapshot per table (idempotently), then makes state
+//! checkpoint `n` the recovery point. See [`crate::checkpoint`] for the protocol and why each step is where it is.
+
+use super::coordinator::CoordinatorMsg;
+use crate::checkpoint::{CheckpointManifest, IntentStore, Offsets};
+use crate::metrics;
+use crate::processor::{SealedOutput, TableOutput};
+use crate::sink::{self, CommitMeta, CommitOutcome, PendingCommit, SinkCatalog, TableDef};
+use crate::types::{CheckpointId, Offset, PartitionId};
+use arrow_array::{RecordBatch, new_null_array};
+use arrow_schema::SchemaRef;
+use ledgerstream_state::CheckpointCatalog;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+/// A partition's contribution to checkpoint `n`.
+pub struct Sealed {
+    pub checkpoint: CheckpointId,
+    pub partition: PartitionId,
+    pub output: SealedOutput,
+    pub state_bytes: u64,
+    /// Released (dropped) once the checkpoint is durable: this is what un-pauses a saturated partition.
+    pub permits: Vec<OwnedSemaphorePermit>,
+}
+
+pub enum CommitterMsg {
+    Expect {
+        checkpoint: CheckpointId,
+        reply_to: ActorRef<CoordinatorMsg>,
+    },
+    Sealed(Sealed),
+}
+
+/// Publishes committed offsets to the consumer group (a lag hint only).
+pub type OffsetHint = Arc<dyn Fn(&Offsets) + Send + Sync>;
+
+pub struct CommitterArgs {
+    pub catalog: Arc<SinkCatalog>,
+    pub writer_id: String,
+    pub partitions: Vec<PartitionId>,
+    pub checkpoints: CheckpointCatalog,
+    pub intents: IntentStore,
+    pub keep: NonZeroUsize,
+    /// Offsets of the checkpoint we restored from: carried forward for partitions with nothing new.
+    pub offsets: Offsets,
+    pub offset_hint: OffsetHint,
+}
+
+pub struct CommitterState {
+    args: CommitterArgs,
+    expected: Option<(CheckpointId, ActorRef<CoordinatorMsg>, Instant)>,
+    seals: BTreeMap<PartitionId, Sealed>,
+}
+
+pub struct CommitterActor;
+
+impl Actor for CommitterActor {
+    type Msg = CommitterMsg;
+    type State = CommitterState;
+    type Arguments = CommitterArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: CommitterArgs,
+    ) -> Result<CommitterState, ActorProcessingErr> {
+        Ok(CommitterState {
+            args,
+            expected: None,
+            seals: BTreeMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: CommitterMsg,
+        state: &mut CommitterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CommitterMsg::Expect {
+                checkpoint,
+                reply_to,
+            } => {
+                if let Some((n, _, _)) = &state.expected {
+                    return Err(format!("checkpoint {checkpoint} started while {n} is still open").into());
+                }
+                state.expected = Some((checkpoint, reply_to, Instant::now()));
+            }
+            CommitterMsg::Sealed(seal) => {
+                let Some((n, _, _)) = &state.expected else {
+                    return Err(format!("seal for checkpoint {} without a barrier", seal.checkpoint).into());
+                };
+                if seal.checkpoint != *n {
+                    return Err(format!("seal for checkpoint {} while {n} is open", seal.checkpoint).into());
+                }
+                state.seals.insert(seal.partition, seal);
+                if state.seals.len() == state.args.partitions.len() {
+                    let Some((n, reply_to, started)) = state.expected.take() else {
+                        return Ok(());
+                    };
+                    let seals = std::mem::take(&mut state.seals);
+                    let span = tracing::info_span!("checkpoint", checkpoint = n.0);
+                    commit_checkpoint(&mut state.args, n, seals)
+                        .instrument(span)
+                        .await?;
+                    metrics::checkpoint_completed(n.0, started.elapsed());
+                    reply_to.cast(CoordinatorMsg::Completed(n))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unions the shapes of one table as seen by different partitions (they may have learnt new columns at
+/// different times): columns by name, first appearance wins the position.
+fn union_defs(defs: &[&TableDef]) -> Option<TableDef> {
+    let mut out = (*defs.first()?).clone();
+    for d in &defs[1..] {
+        for c in &d.columns {
+            if out.columns.iter().all(|o| o.name != c.name) {
+                out.columns.push(c.clone());
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Reorders and pads `batch` to `schema` by column name. A column absent from the batch becomes nulls; it must be
+/// nullable in the table.
+pub fn align_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let rows = batch.num_rows();
+    let mut cols = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        match batch.schema().index_of(field.name()) {
+            Ok(i) => {
+                let col = batch.column(i);
+                if col.data_type() != field.data_type() {
+                    return Err(format!(
+                        "column {} is {} in the batch but {} in the table",
+                        field.name(),
+                        col.data_type(),
+                        field.data_type()
+                    ));
+                }
+                cols.push(col.clone());
+            }
+            Err(_) if field.is_nullable() => cols.push(new_null_array(field.data_type(), rows)),
+            Err(_) => {
+                return Err(format!("required column {} missing from the batch", field.name()));
+            }
+        }
+    }
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
+}
+
+fn to_meta_offsets(offsets: &Offsets) -> BTreeMap<String, BTreeMap<PartitionId, Offset>> {
+    offsets
+        .iter()
+        .map(|(t, ps)| {
+            (
+                t.clone(),
+                ps.iter().map(|(p, o)| (PartitionId(*p), Offset(*o))).collect(),
+            )
+        })
+        .collect()
+}
+
+async fn commit_checkpoint(
+    args: &mut CommitterArgs,
+    n: CheckpointId,
+    seals: BTreeMap<PartitionId, Sealed>,
+) -> Result<(), ActorProcessingErr> {
+    // Offsets: everything sealed, carried forward from the previous checkpoint. Check contiguity: a gap or overlap
+    // here would be a lost or duplicated range.
+    let mut offsets = args.offsets.clone();
+    let mut state_bytes = BTreeMap::new();
+    let mut by_table: BTreeMap<String, Vec<TableOutput>> = BTreeMap::new();
+    let mut permits = Vec::new();
+    for (p, seal) in seals {
+        for (topic, (next, delta)) in &seal.output.offsets {
+            let prev = offsets.get(topic).and_then(|m| m.get(&p.0)).copied();
+            if let (Some(d), Some(prev)) = (delta, prev)
+                && d.from != prev
+            {
+                return Err(format!(
+                    "offset gap in checkpoint {n}: {topic}[{p}] resumes at {} but the last checkpoint ended at {prev}",
+                    d.from
+                )
+                .into());
+            }
+            offsets.entry(topic.clone()).or_default().insert(p.0, *next);
+        }
+        state_bytes.insert(p.0, seal.state_bytes);
+        for t in seal.output.tables {
+            by_table.entry(t.def.name.clone()).or_default().push(t);
+        }
+        permits.extend(seal.permits);
+    }
+    let meta = CommitMeta {
+        checkpoint_id: n,
+        writer_id: args.writer_id.clone(),
+        epoch: None,
+        offsets: to_meta_offsets(&offsets),
+    };
+
+    // 1. Data files, per table.
+    let mut pending = PendingCommit {
+        meta: meta.clone(),
+        tables: BTreeMap::new(),
+    };
+    let mut rows = BTreeMap::new();
+    let mut written_files = BTreeMap::new();
+    for (name, outputs) in &by_table {
+        let defs: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
+        let Some(def) = union_defs(&defs) else { continue };
+        let table = args.catalog.ensure_table(&def).await?;
+        let schema = sink::arrow_schema_for(table.metadata().current_schema())?;
+        let batches = outputs
+            .iter()
+            .map(|o| align_batch(&o.batch, &schema))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("table {name}: {e}"))?;
+        let count: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let span = tracing::info_span!("write", table = %name, rows = count, checkpoint = n.0);
+        let written = sink::write_data_files(&table, &meta, batches)
+            .instrument(span)
+            .await?;
+        let bytes: u64 = written.files.iter().map(|f| f.file_size_in_bytes()).sum();
+        written_files.insert(name.clone(), (written.files.len() as u64, bytes));
+        pending.tables.insert(name.clone(), written.serialize(&table)?);
+        rows.insert(name.clone(), count as u64);
+    }
+    crate::failpoint!("committer::after_data_files");
+
+    // 2. The intent: from here on checkpoint n can be finished without Kafka.
+    args.intents.write(n, &pending.to_bytes()?)?;
+    crate::failpoint!("committer::after_intent");
+
+    // 3. One snapshot per table.
+    let snapshots = commit_tables(&args.catalog, &pending, &rows, &written_files).await?;
+
+    // 4. The completion marker makes state checkpoint n the recovery point.
+    crate::failpoint!("committer::before_state_marker");
+    let manifest = CheckpointManifest {
+        id: n,
+        writer_id: args.writer_id.clone(),
+        completed_at_ms: chrono::Utc::now().timestamp_millis(),
+        offsets: offsets.clone(),
+        snapshots,
+        rows,
+        state_bytes,
+    };
+    finish_checkpoint(&args.checkpoints, &args.intents, &args.partitions, &manifest, args.keep)?;
+    args.offsets = offsets;
+    drop(permits);
+    (args.offset_hint)(&args.offsets);
+    Ok(())
+}
+
+/// Commits every table of a pending checkpoint, skipping tables that already hold it. Shared with recovery.
+pub async fn commit_tables(
+    catalog: &SinkCatalog,
+    pending: &PendingCommit,
+    rows: &BTreeMap<String, u64>,
+    written: &BTreeMap<String, (u64, u64)>,
+) -> Result<BTreeMap<String, i64>, ActorProcessingErr> {
+    let mut snapshots = BTreeMap::new();
+    for (i, (name, files)) in pending.tables.iter().enumerate() {
+        let started = Instant::now();
+        let span = tracing::info_span!("commit", table = %name, checkpoint = pending.meta.checkpoint_id.0);
+        let outcome = async {
+            let table = catalog.load_table(name).await?;
+            let files = files
+                .iter()
+                .map(|f| f.decode(&table))
+                .collect::<Result<Vec<_>, _>>()?;
+            sink::commit_files(catalog, name, files, &pending.meta).await
+        }
+        .instrument(span)
+        .await?;
+        match outcome {
+            CommitOutcome::Committed(id) => {
+                let (nfiles, bytes) = written.get(name).copied().unwrap_or_default();
+                metrics::rows_committed(name, rows.get(name).copied().unwrap_or(0), nfiles, bytes, started.elapsed());
+                snapshots.insert(name.clone(), id);
+            }
+            CommitOutcome::AlreadyCommitted(id) => {
+                tracing::info!(table = %name, snapshot = id, "checkpoint already in table; not committing again");
+                snapshots.insert(name.clone(), id);
+            }
+            CommitOutcome::NothingToCommit => {}
+        }
+        if i == 0 {
+            crate::failpoint!("committer::after_first_table");
+        }
+    }
+    Ok(snapshots)
+}
+
+/// Steps 4-5 of the protocol: completion marker, intent removal, pruning. Shared with recovery.
+pub fn finish_checkpoint(
+    checkpoints: &CheckpointCatalog,
+    intents: &IntentStore,
+    partitions: &[PartitionId],
+    manifest: &CheckpointManifest,
+    keep: NonZeroUsize,
+) -> Result<(), ActorProcessingErr> {
+    checkpoints.write_marker(manifest.id.0, &manifest.to_bytes())?;
+    crate::failpoint!("committer::after_state_marker");
+    intents.remove(manifest.id)?;
+    let parts: Vec<u32> = partitions.iter().map(|p| p.0 as u32).collect();
+    checkpoints.prune(&parts, keep)?;
+    for (topic, ps) in &manifest.offsets {
+        for (p, o) in ps {
+            metrics::committed_offset(topic, *p, *o);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! Supervisor of one pipeline generation. Its children are the coordinator, the committer and the partition
+//! actors. Any child failing (error or panic) or stopping unexpectedly fails the whole generation: a half-applied
+//! partition must never keep running, and the only safe restart point is the last complete checkpoint. The
+//! pipeline loop (`crate::pipeline`) then restarts a new generation with capped exponential backoff.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::mpsc;
+
+pub struct SupervisorActor;
+
+pub struct SupervisorArgs {
+    /// Receives the first failure of the generation. Capacity 1 is enough: the first failure ends it.
+    pub failures: mpsc::Sender<String>,
+}
+
+pub struct SupervisorState {
+    failures: mpsc::Sender<String>,
+    stopping: bool,
+}
+
+/// Tells the supervisor that children stopping from now on is expected (drain).
+pub struct StopExpected;
+
+impl Actor for SupervisorActor {
+    type Msg = StopExpected;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        Ok(SupervisorState {
+            failures: args.failures,
+            stopping: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _msg: StopExpected,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.stopping = true;
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let failure = match event {
+            SupervisionEvent::ActorFailed(who, err) => {
+                Some(format!("{} failed: {err}", who.get_name().unwrap_or_default()))
+            }
+            SupervisionEvent::ActorTerminated(who, _, reason) if !state.stopping => Some(format!(
+                "{} stopped unexpectedly: {}",
+                who.get_name().unwrap_or_default(),
+                reason.unwrap_or_default()
+            )),
+            _ => None,
+        };
+        if let Some(f) = failure {
+            let _ = state.failures.try_send(f);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,467 @@
+//! `ledgerstream run`: recovery, one pipeline generation, and the restart loop around it. Glue only.
+//!
+//! A generation: connect the source → recover (finish commit intents, restore state checkpoint, compute start
+//! offsets) → spawn committer, partition actors and coordinator under a supervisor → start polling. It ends on
+//! shutdown (drain: stop polling, final checkpoint, stop actors) or on the first failure of any actor, after which
+//! the loop starts a new generation from the last complete checkpoint with capped exponential backoff.
+
+use crate::actors::committer::{self, CommitterActor, CommitterArgs, OffsetHint};
+use crate::actors::coordinator::{CoordinatorActor, CoordinatorArgs, CoordinatorMsg};
+use crate::actors::partition::{PartitionActor, PartitionArgs, PartitionMsg};
+use crate::actors::supervisor::{StopExpected, SupervisorActor, SupervisorArgs};
+use crate::cdc::SourceTable;
+use crate::changelog::{self, ChangelogSchema};
+use crate::checkpoint::{CheckpointManifest, IntentStore, Offsets};
+use crate::config::{CatalogKind, Config};
+use crate::metrics;
+use crate::processor::{Input, Processor};
+use crate::sink::{self, PendingCommit, SinkCatalog};
+use crate::source::kafka::{KafkaSource, KafkaSourceSettings};
+use crate::types::{CheckpointId, PartitionId};
+use crate::value::ColumnSpec;
+use anyhow::Context;
+use ledgerstream_state::{
+    CheckpointCatalog, PartitionStore, RocksConfig, RocksPartitionStore, SharedBlockCache, StateLayout,
+};
+use ractor::{Actor, ActorRef};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// Errors that a restart cannot fix; the process exits instead of looping.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    #[error(
+        "table {table} already holds checkpoint {in_table} of writer `{writer}`, but the newest complete local \
+         checkpoint is {local:?}. The local data directory is missing or stale: restore it (or a durable \
+         checkpoint), or use a new pipeline.writer_id to start over. Refusing to run, since replaying would \
+         duplicate rows."
+    )]
+    LocalStateBehind {
+        table: String,
+        writer: String,
+        in_table: u64,
+        local: Option<u64>,
+    },
+    #[error("commit intent {0} cannot be finished: {1}")]
+    BrokenIntent(u64, String),
+}
+
+/// The source tables, in input order.
+const TABLES: [SourceTable; 3] = [
+    SourceTable::Users,
+    SourceTable::Wallets,
+    SourceTable::Transactions,
+];
+
+/// Runs until `shutdown` flips to true. Restarts failed generations; returns on fatal errors.
+pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut generation = 0u64;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        match run_generation(&config, &mut shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.downcast_ref::<FatalError>().is_some() => return Err(e),
+            // A failed drain leaves the last complete checkpoint as the restart point; report it, don't loop.
+            Err(e) if *shutdown.borrow() => return Err(e),
+            Err(e) => {
+                generation += 1;
+                metrics::pipeline_restarted(generation, &format!("{e:#}"));
+                if started.elapsed() > Duration::from_secs(120) {
+                    backoff = Duration::from_secs(1);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+    }
+}
+
+/// Builds the sink's catalog configuration from ours, resolving secrets.
+pub fn catalog_config(config: &Config) -> anyhow::Result<sink::CatalogConfig> {
+    let s3 = match &config.iceberg.s3 {
+        Some(s) => Some(sink::S3Config {
+            endpoint: s.endpoint.clone(),
+            region: s.region.clone(),
+            access_key_id: s
+                .access_key_id
+                .as_ref()
+                .map(|k| k.resolve("iceberg.s3.access_key_id"))
+                .transpose()?
+                .map(|s| s.expose().to_string()),
+            secret_access_key: s
+                .secret_access_key
+                .as_ref()
+                .map(|k| k.resolve("iceberg.s3.secret_access_key"))
+                .transpose()?
+                .map(|s| s.expose().to_string()),
+            path_style_access: s.path_style_access,
+        }),
+        None => None,
+    };
+    Ok(match &config.iceberg.catalog {
+        CatalogKind::Sql {
+            uri,
+            warehouse,
+            name,
+            password,
+        } => {
+            let uri = match password {
+                Some(pw) => with_password(uri, pw.resolve("iceberg.catalog.password")?.expose()),
+                None => uri.clone(),
+            };
+            sink::CatalogConfig::Sql {
+                uri,
+                warehouse: warehouse.clone(),
+                name: name.clone(),
+                s3,
+            }
+        }
+        CatalogKind::Rest {
+            uri,
+            warehouse,
+            name,
+        } => sink::CatalogConfig::Rest {
+            uri: uri.clone(),
+            warehouse: warehouse.clone(),
+            name: name.clone(),
+            s3,
+        },
+    })
+}
+
+fn with_password(uri: &str, password: &str) -> String {
+    match uri.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) => format!("{scheme}://{user}:{password}@{host}"),
+            None => uri.to_string(),
+        },
+        None => uri.to_string(),
+    }
+}
+
+/// Columns of an existing Iceberg table, as column specs.
+fn table_columns(table: &iceberg::table::Table) -> Vec<ColumnSpec> {
+    table
+        .metadata()
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .filter_map(|f| {
+            sink::column_type_of(&f.field_type).map(|ty| ColumnSpec::new(f.name.clone(), ty, !f.required))
+        })
+        .collect()
+}
+
+/// What recovery hands to a generation.
+pub struct Recovered {
+    pub manifest: Option<CheckpointManifest>,
+    pub next: CheckpointId,
+}
+
+/// Finishes leftover commit intents, then finds the recovery point and checks Iceberg agrees with it.
+pub async fn recover(
+    config: &Config,
+    catalog: &SinkCatalog,
+    checkpoints: &CheckpointCatalog,
+    intents: &IntentStore,
+    partitions: &[PartitionId],
+) -> anyhow::Result<Recovered> {
+    let parts: Vec<u32> = partitions.iter().map(|p| p.0 as u32).collect();
+    let latest_before = checkpoints.latest_complete(&parts)?.map(|c| c.id);
+    for id in intents.list()? {
+        if latest_before.is_some_and(|l| id.0 <= l) {
+            intents.remove(id)?;
+            continue;
+        }
+        let bytes = intents.read(id)?;
+        let pending = PendingCommit::from_bytes(&bytes)
+            .map_err(|e| FatalError::BrokenIntent(id.0, e.to_string()))?;
+        let span = tracing::info_span!("recover_intent", checkpoint = id.0);
+        let snapshots = {
+            use tracing::Instrument;
+            committer::commit_tables(catalog, &pending, &BTreeMap::new(), &BTreeMap::new())
+                .instrument(span)
+                .await
+                .map_err(|e| anyhow::anyhow!("finishing intent {id}: {e}"))?
+        };
+        let offsets: Offsets = pending
+            .meta
+            .offsets
+            .iter()
+            .map(|(t, ps)| (t.clone(), ps.iter().map(|(p, o)| (p.0, o.0)).collect()))
+            .collect();
+        let manifest = CheckpointManifest {
+            id,
+            writer_id: config.pipeline.writer_id.clone(),
+            completed_at_ms: chrono::Utc::now().timestamp_millis(),
+            offsets,
+            snapshots,
+            rows: BTreeMap::new(),
+            state_bytes: BTreeMap::new(),
+        };
+        committer::finish_checkpoint(
+            checkpoints,
+            intents,
+            partitions,
+            &manifest,
+            config.pipeline.checkpoints_to_keep,
+        )
+        .map_err(|e| anyhow::anyhow!("finishing intent {id}: {e}"))?;
+        tracing::info!(checkpoint = id.0, "finished a checkpoint left half-committed by a crash");
+    }
+
+    let latest = checkpoints.latest_complete(&parts)?;
+    let manifest = match &latest {
+        Some(c) => Some(CheckpointManifest::from_bytes(&c.marker)?),
+        None => None,
+    };
+    let local = manifest.as_ref().map(|m| m.id.0);
+    for table in TABLES
+        .iter()
+        .map(|t| changelog::changes_table(*t))
+        .chain([changelog::QUARANTINE_TABLE.to_string()])
+    {
+        let Ok(t) = catalog.load_table(&table).await else {
+            continue;
+        };
+        if let Some((meta, _)) = sink::last_committed(&t, &config.pipeline.writer_id)?
+            && local.is_none_or(|l| meta.checkpoint_id.0 > l)
+        {
+            return Err(FatalError::LocalStateBehind {
+                table,
+                writer: config.pipeline.writer_id.clone(),
+                in_table: meta.checkpoint_id.0,
+                local,
+            }
+            .into());
+        }
+    }
+    let next = CheckpointId(local.unwrap_or(0) + 1);
+    Ok(Recovered { manifest, next })
+}
+
+/// Opens partition `p`'s store at the recovery point: restored from checkpoint `at`, or empty for a fresh start.
+fn open_store(
+    layout: &StateLayout,
+    p: PartitionId,
+    at: Option<CheckpointId>,
+    cache: &SharedBlockCache,
+) -> anyhow::Result<Box<dyn PartitionStore>> {
+    let dir = layout.partition_dir(p.0 as u32);
+    if at.is_none() && dir.exists() {
+        // No complete checkpoint: whatever is on disk was never committed anywhere. Start clean, or its LSNs would
+        // make us skip changes that were never written.
+        std::fs::remove_dir_all(&dir).with_context(|| format!("wiping {}", dir.display()))?;
+    }
+    let cfg = RocksConfig {
+        block_cache: Some(cache.clone()),
+        ..RocksConfig::default()
+    };
+    let mut store = RocksPartitionStore::open(layout, p.0 as u32, cfg)?;
+    if let Some(id) = at {
+        store.restore_checkpoint(id.0)?;
+    }
+    for id in store.list_checkpoints()? {
+        if at.is_none_or(|a| id > a.0) {
+            store.delete_checkpoint(id)?;
+        }
+    }
+    Ok(Box::new(store))
+}
+
+async fn run_generation(config: &Config, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+    let pc = &config.pipeline;
+    let topics: Vec<String> = TABLES.iter().map(|t| config.kafka.topic(t.name())).collect();
+    let sasl_password = config
+        .kafka
+        .sasl_password
+        .as_ref()
+        .map(|s| s.resolve("kafka.sasl_password"))
+        .transpose()?
+        .map(|s| s.expose().to_string());
+    let settings = KafkaSourceSettings {
+        brokers: config.kafka.brokers.clone(),
+        group_id: config.kafka.group_id.clone(),
+        client: config.kafka.client.clone(),
+        sasl_password,
+        topics: topics.clone(),
+        batch_size: pc.source_batch_size.get(),
+    };
+    let mut source = tokio::task::spawn_blocking(move || KafkaSource::connect(settings)).await??;
+    let partitions = source.partitions().to_vec();
+
+    let catalog = Arc::new(SinkCatalog::connect(&catalog_config(config)?, &config.iceberg.namespace).await?);
+    // Create the output tables up front so that readers see them before the first commit.
+    let mut existing: BTreeMap<String, Vec<ColumnSpec>> = BTreeMap::new();
+    for t in TABLES {
+        let table = catalog.ensure_table(&ChangelogSchema::new(t).def()).await?;
+        existing.insert(changelog::changes_table(t), table_columns(&table));
+    }
+    catalog.ensure_table(&changelog::quarantine_def()).await?;
+
+    let layout = StateLayout::new(pc.data_dir.join("state"));
+    let checkpoints = CheckpointCatalog::new(layout.clone());
+    let intents = IntentStore::new(&pc.data_dir);
+    let recovered = recover(config, &catalog, &checkpoints, &intents, &partitions).await?;
+    metrics::recovered(recovered.manifest.as_ref().map(|m| m.id.0));
+    let offsets: Offsets = recovered
+        .manifest
+        .as_ref()
+        .map(|m| m.offsets.clone())
+        .unwrap_or_default();
+    tracing::info!(
+        checkpoint = recovered.manifest.as_ref().map(|m| m.id.0),
+        next = recovered.next.0,
+        partitions = partitions.len(),
+        "recovered"
+    );
+
+    let (fail_tx, mut fail_rx) = mpsc::channel(1);
+    let (supervisor, _sup_handle) =
+        Actor::spawn(None, SupervisorActor, SupervisorArgs { failures: fail_tx }).await?;
+    let offset_hint: OffsetHint = source.offset_hinter();
+    let (committer, _) = Actor::spawn_linked(
+        Some(format!("committer-{}", uuid_suffix())),
+        CommitterActor,
+        CommitterArgs {
+            catalog: catalog.clone(),
+            writer_id: pc.writer_id.clone(),
+            partitions: partitions.clone(),
+            checkpoints: checkpoints.clone(),
+            intents: intents.clone(),
+            keep: pc.checkpoints_to_keep,
+            offsets: offsets.clone(),
+            offset_hint,
+        },
+        supervisor.get_cell(),
+    )
+    .await?;
+    let (coordinator, _) = Actor::spawn_linked(
+        Some(format!("coordinator-{}", uuid_suffix())),
+        CoordinatorActor,
+        CoordinatorArgs {
+            first: recovered.next,
+            interval: pc.checkpoint_interval,
+            committer: committer.clone(),
+        },
+        supervisor.get_cell(),
+    )
+    .await?;
+
+    let cache = SharedBlockCache::new(64 << 20);
+    let at = recovered.manifest.as_ref().map(|m| m.id);
+    let mut partition_refs: BTreeMap<PartitionId, ActorRef<PartitionMsg>> = BTreeMap::new();
+    let mut permits = BTreeMap::new();
+    for &p in &partitions {
+        let store = {
+            let layout = layout.clone();
+            let cache = cache.clone();
+            tokio::task::spawn_blocking(move || open_store(&layout, p, at, &cache)).await??
+        };
+        let inputs: Vec<Input> = TABLES
+            .iter()
+            .zip(&topics)
+            .map(|(t, topic)| Input {
+                topic: topic.clone(),
+                table: *t,
+            })
+            .collect();
+        let start: Vec<i64> = topics
+            .iter()
+            .map(|t| offsets.get(t).and_then(|m| m.get(&p.0)).copied().unwrap_or(0))
+            .collect();
+        let processor = Processor::new(p, inputs, start, &existing);
+        let (actor, _) = Actor::spawn_linked(
+            Some(format!("partition-{}-{}", p.0, uuid_suffix())),
+            PartitionActor,
+            PartitionArgs {
+                partition: p,
+                store,
+                processor,
+                committer: committer.clone(),
+                coordinator: coordinator.clone(),
+                early_checkpoint_records: pc.max_inflight_records_per_partition.get() / 2,
+            },
+            supervisor.get_cell(),
+        )
+        .await?;
+        partition_refs.insert(p, actor);
+        permits.insert(p, Arc::new(Semaphore::new(pc.max_inflight_records_per_partition.get())));
+    }
+    coordinator.cast(CoordinatorMsg::Start(partition_refs.values().cloned().collect()))?;
+
+    let start_offsets = offsets
+        .iter()
+        .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
+        .collect();
+    let deliver_refs = partition_refs.clone();
+    source.start(
+        &start_offsets,
+        &permits,
+        Arc::new(move |batch| {
+            deliver_refs
+                .get(&batch.partition)
+                .is_some_and(|a| a.cast(PartitionMsg::Records(batch)).is_ok())
+        }),
+        tokio::runtime::Handle::current(),
+    )?;
+    tracing::info!("consuming");
+
+    let outcome = tokio::select! {
+        failure = fail_rx.recv() => Err(anyhow::anyhow!(failure.unwrap_or_else(|| "supervisor gone".into()))),
+        _ = shutdown.changed() => Ok(()),
+    };
+    // Stop polling first: whatever was delivered before this point is in the actors' mailboxes, ahead of the
+    // final barrier.
+    let source = tokio::task::spawn_blocking(move || {
+        source.stop();
+        source
+    })
+    .await?;
+    let result = match outcome {
+        Ok(()) => {
+            tracing::info!("draining: final checkpoint");
+            let drained = tokio::time::timeout(
+                pc.shutdown_timeout,
+                ractor::call!(coordinator, CoordinatorMsg::Drain),
+            )
+            .await;
+            match drained {
+                Ok(Ok(id)) => {
+                    tracing::info!(checkpoint = id.0, "final checkpoint complete");
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(anyhow::anyhow!("final checkpoint failed: {e}")),
+                Err(_) => Err(anyhow::anyhow!(
+                    "final checkpoint did not complete within {:?}",
+                    pc.shutdown_timeout
+                )),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let _ = supervisor.cast(StopExpected);
+    coordinator.stop(None);
+    for a in partition_refs.values() {
+        a.stop(None);
+    }
+    committer.stop(None);
+    supervisor.stop(None);
+    drop(source);
+    // A drain that failed leaves the last complete checkpoint as the restart point; nothing is lost.
+    result
+}
+
+fn uuid_suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}

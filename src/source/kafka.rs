@@ -1,0 +1,363 @@
+//! rdkafka consumer with one split partition queue per (topic, partition) and one poll thread per partition number.
+//!
+//! Why explicit assignment instead of `subscribe`: the state of partition `p` lives with this process (RocksDB and
+//! its checkpoints), so which process reads `p` is a decision that must move state along with it. Kafka's group
+//! protocol knows nothing of that state; like Flink's KafkaSource, ledgerstream assigns partitions itself and uses
+//! the group id only to publish committed offsets for lag monitoring.
+
+use super::{RawRecord, SourceBatch};
+use crate::checkpoint::Offsets;
+use crate::metrics;
+use crate::types::{Offset, PartitionId};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset as KOffset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Errors of the source stage. Broker connectivity problems are retryable; a topology mismatch is not.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(
+        "topics are not co-partitioned: {0}. Every source topic must have the same partition count so that \
+         partition p of each holds the same users"
+    )]
+    NotCoPartitioned(String),
+    #[error("topic {0} does not exist (create it before starting; the broker may not auto-create topics)")]
+    MissingTopic(String),
+    #[error("cannot start poll thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl SourceError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SourceError::Kafka(_) | SourceError::MissingTopic(_))
+    }
+}
+
+/// Settings of the source, already validated and with secrets resolved.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceSettings {
+    pub brokers: String,
+    pub group_id: String,
+    /// Passed to librdkafka verbatim (TLS, SASL, fetch sizes...).
+    pub client: BTreeMap<String, String>,
+    pub sasl_password: Option<String>,
+    /// Input topics; `RawRecord::input` is an index into this list.
+    pub topics: Vec<String>,
+    pub batch_size: usize,
+}
+
+/// Where to start reading: next offset per (topic, partition). Missing entries start at the beginning.
+pub type StartOffsets = BTreeMap<(String, i32), i64>;
+
+/// Receives a batch from a poll thread. Returns `false` when the receiver is gone, which stops that thread.
+pub type Deliver = Arc<dyn Fn(SourceBatch) -> bool + Send + Sync>;
+
+pub struct KafkaSource {
+    consumer: Arc<BaseConsumer<DefaultConsumerContext>>,
+    settings: KafkaSourceSettings,
+    partitions: Vec<PartitionId>,
+    shutdown: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl KafkaSource {
+    /// Creates the consumer and discovers the partition layout. Fails if the topics are missing or not
+    /// co-partitioned.
+    pub fn connect(settings: KafkaSourceSettings) -> Result<Self, SourceError> {
+        let mut cc = ClientConfig::new();
+        for (k, v) in &settings.client {
+            cc.set(k, v);
+        }
+        cc.set("bootstrap.servers", &settings.brokers)
+            .set("group.id", &settings.group_id)
+            // Exactly-once comes from our checkpoints: never let librdkafka commit or store offsets by itself.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        if let Some(pw) = &settings.sasl_password {
+            cc.set("sasl.password", pw);
+        }
+        let consumer: BaseConsumer = cc.create()?;
+        let consumer = Arc::new(consumer);
+        let mut counts = Vec::new();
+        for topic in &settings.topics {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let n = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .filter(|t| t.error().is_none())
+                .map(|t| t.partitions().len())
+                .unwrap_or(0);
+            if n == 0 {
+                return Err(SourceError::MissingTopic(topic.clone()));
+            }
+            counts.push((topic.clone(), n));
+        }
+        let first = counts.first().map(|(_, n)| *n).unwrap_or(0);
+        if counts.iter().any(|(_, n)| *n != first) {
+            let desc = counts
+                .iter()
+                .map(|(t, n)| format!("{t}={n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(SourceError::NotCoPartitioned(desc));
+        }
+        let partitions = (0..first as i32).map(PartitionId).collect();
+        Ok(KafkaSource {
+            consumer,
+            settings,
+            partitions,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        })
+    }
+
+    /// The partition numbers, identical for every input topic.
+    pub fn partitions(&self) -> &[PartitionId] {
+        &self.partitions
+    }
+
+    pub fn topics(&self) -> &[String] {
+        &self.settings.topics
+    }
+
+    /// Assigns every (topic, partition) at its start offset and starts one poll thread per partition number.
+    /// `permits[p]` bounds the records of partition `p` in flight.
+    pub fn start(
+        &mut self,
+        start: &StartOffsets,
+        permits: &BTreeMap<PartitionId, Arc<Semaphore>>,
+        deliver: Deliver,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<(), SourceError> {
+        let mut tpl = TopicPartitionList::new();
+        for topic in &self.settings.topics {
+            for p in &self.partitions {
+                let off = match start.get(&(topic.clone(), p.0)) {
+                    Some(o) => KOffset::Offset(*o),
+                    None => KOffset::Beginning,
+                };
+                tpl.add_partition_offset(topic, p.0, off)?;
+            }
+        }
+        self.consumer.assign(&tpl)?;
+
+        for p in self.partitions.clone() {
+            let mut queues = Vec::new();
+            let wake = Arc::new((Mutex::new(false), Condvar::new()));
+            for (input, topic) in self.settings.topics.iter().enumerate() {
+                let Some(mut q) = self.consumer.split_partition_queue(topic, p.0) else {
+                    return Err(SourceError::MissingTopic(format!("{topic}[{p}]")));
+                };
+                let w = wake.clone();
+                q.set_nonempty_callback(move || {
+                    let (lock, cv) = &*w;
+                    if let Ok(mut ready) = lock.lock() {
+                        *ready = true;
+                        cv.notify_one();
+                    }
+                });
+                queues.push((input, q));
+            }
+            let Some(sem) = permits.get(&p).cloned() else {
+                continue;
+            };
+            let ctx = PollThread {
+                partition: p,
+                queues,
+                wake,
+                sem,
+                deliver: deliver.clone(),
+                consumer: self.consumer.clone(),
+                topics: self.settings.topics.clone(),
+                batch_size: self.settings.batch_size,
+                shutdown: self.shutdown.clone(),
+                runtime: runtime.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("kafka-poll-{}", p.0))
+                .spawn(move || ctx.run())
+                .map_err(SourceError::Thread)?;
+            self.threads.push(handle);
+        }
+
+        // The main queue still has to be served (errors, statistics, commit callbacks).
+        let consumer = self.consumer.clone();
+        let shutdown = self.shutdown.clone();
+        let handle = std::thread::Builder::new()
+            .name("kafka-main".into())
+            .spawn(move || {
+                while !shutdown.load(Ordering::Relaxed) {
+                    if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                        tracing::warn!(error = %e, "kafka consumer error");
+                    }
+                }
+            })
+            .map_err(SourceError::Thread)?;
+        self.threads.push(handle);
+        Ok(())
+    }
+
+    /// A function publishing committed positions to the consumer group. Only a hint for lag dashboards:
+    /// recovery never reads it, so a failed hint is logged and otherwise ignored.
+    pub fn offset_hinter(&self) -> Arc<dyn Fn(&Offsets) + Send + Sync> {
+        let consumer = self.consumer.clone();
+        Arc::new(move |offsets: &Offsets| {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, ps) in offsets {
+                for (p, off) in ps {
+                    if let Err(e) = tpl.add_partition_offset(topic, *p, KOffset::Offset(*off)) {
+                        tracing::warn!(error = %e, "cannot build offset hint");
+                        return;
+                    }
+                }
+            }
+            if tpl.count() > 0
+                && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+            {
+                tracing::warn!(error = %e, "group offset hint not committed");
+            }
+        })
+    }
+
+    /// Stops the poll threads and waits for them.
+    pub fn stop(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct PollThread {
+    partition: PartitionId,
+    queues: Vec<(usize, rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>)>,
+    wake: Arc<(Mutex<bool>, Condvar)>,
+    sem: Arc<Semaphore>,
+    deliver: Deliver,
+    consumer: Arc<BaseConsumer<DefaultConsumerContext>>,
+    topics: Vec<String>,
+    batch_size: usize,
+    shutdown: Arc<AtomicBool>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PollThread {
+    fn run(self) {
+        let mut batch: Vec<RawRecord> = Vec::with_capacity(self.batch_size);
+        while !self.shutdown.load(Ordering::Relaxed) {
+            // Drain the queues round-robin until the batch is full or all are empty.
+            let mut got_any = true;
+            while got_any && batch.len() < self.batch_size {
+                got_any = false;
+                for (input, q) in &self.queues {
+                    if batch.len() >= self.batch_size {
+                        break;
+                    }
+                    match q.poll(Duration::ZERO) {
+                        Some(Ok(m)) => {
+                            got_any = true;
+                            batch.push(RawRecord {
+                                input: *input,
+                                offset: Offset(m.offset()),
+                                key: m.key().map(<[u8]>::to_vec),
+                                payload: m.payload().map(<[u8]>::to_vec),
+                                timestamp_ms: m.timestamp().to_millis(),
+                            });
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(partition = self.partition.0, error = %e, "partition queue error");
+                        }
+                        None => {}
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let records = std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
+                if !self.hand_off(records) {
+                    return;
+                }
+                continue;
+            }
+            // Idle: sleep until a queue becomes non-empty (or re-check shutdown every 100 ms).
+            let (lock, cv) = &*self.wake;
+            if let Ok(mut ready) = lock.lock() {
+                if !*ready {
+                    ready = match cv.wait_timeout(ready, Duration::from_millis(100)) {
+                        Ok((g, _)) => g,
+                        Err(_) => return,
+                    };
+                }
+                *ready = false;
+            }
+        }
+    }
+
+    /// Acquires permits for the records (pausing the partition while none are available) and delivers them.
+    fn hand_off(&self, records: Vec<RawRecord>) -> bool {
+        let n = records.len() as u32;
+        let permit = match self.sem.clone().try_acquire_many_owned(n) {
+            Ok(p) => p,
+            Err(_) => {
+                let started = Instant::now();
+                self.set_paused(true);
+                let permit = loop {
+                    if self.shutdown.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    let sem = self.sem.clone();
+                    let got = self.runtime.block_on(async move {
+                        tokio::time::timeout(Duration::from_millis(100), sem.acquire_many_owned(n))
+                            .await
+                    });
+                    match got {
+                        Ok(Ok(p)) => break p,
+                        Ok(Err(_closed)) => return false,
+                        Err(_timeout) => continue,
+                    }
+                };
+                self.set_paused(false);
+                metrics::source_backpressure(self.partition, started.elapsed());
+                permit
+            }
+        };
+        metrics::source_records(self.partition, records.len());
+        (self.deliver)(SourceBatch {
+            partition: self.partition,
+            records,
+            permit: Some(permit),
+        })
+    }
+
+    fn set_paused(&self, paused: bool) {
+        let mut tpl = TopicPartitionList::new();
+        for t in &self.topics {
+            tpl.add_partition(t, self.partition.0);
+        }
+        let res = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = res {
+            tracing::warn!(partition = self.partition.0, paused, error = %e, "pause/resume failed");
+        }
+    }
+}
