@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Query the ledgerstream Iceberg tables with DuckDB (iceberg extension) or pyiceberg.
+
+The embedded catalog is a SQL catalog in sqlite (JDBC-catalog layout); DuckDB reads each table from the metadata
+file the catalog points at.
+
+    lakehouse.py --catalog .data/demo/catalog.db summary
+    lakehouse.py --catalog .data/demo/catalog.db sql "SELECT count(*) FROM transactions_changes"
+    lakehouse.py --catalog .data/demo/catalog.db pyiceberg-count transactions_changes
+"""
+import argparse
+import json
+import sqlite3
+import sys
+
+import duckdb
+import duckdb_extensions
+
+
+def metadata_locations(catalog_db, namespace):
+    con = sqlite3.connect(catalog_db)
+    try:
+        rows = con.execute(
+            "SELECT table_name, metadata_location FROM iceberg_tables WHERE table_namespace = ?",
+            (namespace,),
+        ).fetchall()
+    finally:
+        con.close()
+    return {name: loc for name, loc in rows}
+
+
+def duck(catalog_db, namespace):
+    con = duckdb.connect()
+    con.execute("SET autoinstall_known_extensions=false")
+    con.execute("SET autoload_known_extensions=false")
+    duckdb_extensions.import_extension("avro", con=con)
+    duckdb_extensions.import_extension("iceberg", con=con)
+    for name, loc in metadata_locations(catalog_db, namespace).items():
+        path = loc[len("file://"):] if loc.startswith("file://") else loc
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM iceberg_scan('{path}')")
+    return con
+
+
+def print_rows(cur, limit=None):
+    cols = [d[0] for d in cur.description]
+    rows = cur.fetchall() if limit is None else cur.fetchmany(limit)
+    widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) if rows else len(str(c)) for i, c in enumerate(cols)]
+    print(" | ".join(str(c).ljust(w) for c, w in zip(cols, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(str(v).ljust(w) for v, w in zip(r, widths)))
+
+
+def summary(con, namespace, catalog_db):
+    tables = sorted(metadata_locations(catalog_db, namespace))
+    print(f"Iceberg tables in namespace '{namespace}':")
+    for t in tables:
+        n = con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        print(f"  {t:<24} {n:>10} rows")
+    if "transactions_changes" in tables:
+        print("\nTransactions by op and status (bronze changelog):")
+        print_rows(con.execute(
+            "SELECT op, status, count(*) AS changes, sum(amount) AS amount "
+            "FROM transactions_changes GROUP BY ALL ORDER BY op, status"))
+    if "quarantine" in tables:
+        print("\nQuarantined records by reason:")
+        print_rows(con.execute("SELECT error_kind, count(*) AS n FROM quarantine GROUP BY ALL ORDER BY n DESC"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--catalog", required=True, help="sqlite catalog file")
+    ap.add_argument("--namespace", default="fintech")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("summary")
+    q = sub.add_parser("sql")
+    q.add_argument("query")
+    q.add_argument("--json", action="store_true", help="print rows as JSON lines")
+    c = sub.add_parser("pyiceberg-count")
+    c.add_argument("table")
+    args = ap.parse_args()
+
+    if args.cmd == "pyiceberg-count":
+        from pyiceberg.catalog.sql import SqlCatalog
+        cat = SqlCatalog("ledgerstream", uri=f"sqlite:///{args.catalog}")
+        t = cat.load_table(f"{args.namespace}.{args.table}")
+        print(t.scan().to_arrow().num_rows)
+        return
+    con = duck(args.catalog, args.namespace)
+    if args.cmd == "summary":
+        summary(con, args.namespace, args.catalog)
+    elif args.json:
+        cur = con.execute(args.query)
+        cols = [d[0] for d in cur.description]
+        for row in cur.fetchall():
+            print(json.dumps(dict(zip(cols, row)), default=str))
+    else:
+        print_rows(con.execute(args.query))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
