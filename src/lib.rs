@@ -6,6 +6,7 @@
 //! configuration and metrics. See `ARCHITECTURE.md`.
 
 pub mod actors;
+pub mod bench;
 pub mod cdc;
 pub mod changelog;
 pub mod checkpoint;
@@ -16,6 +17,7 @@ pub mod pipeline;
 pub mod processor;
 pub mod sink;
 pub mod source;
+pub mod synth;
 pub mod types;
 pub mod value;
 

@@ -36,6 +36,11 @@ enum Command {
     },
     /// Write synthetic fintech load to PostgreSQL.
     Generate(ledgerstream::generate::GenerateArgs),
+    /// Produce synthetic Debezium-format events straight into the broker (benchmarks, crash tests).
+    Produce(ledgerstream::bench::ProduceArgs),
+    /// Benchmark Kafka → Iceberg on synthetic events: throughput, freshness, checkpoint/commit latency, restart
+    /// time, peak RSS. Needs a running broker (e.g. `stack/stack.sh up`).
+    Bench(ledgerstream::bench::BenchArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -93,6 +98,21 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { pg_url } => ledgerstream::generate::migrate(&pg_url).await,
         Command::Generate(args) => ledgerstream::generate::run(args).await.map(|_| ()),
+        Command::Produce(args) => {
+            if let Some(p) = args.create_topics {
+                ledgerstream::bench::create_topics(&args.brokers, &args.topic_prefix, p).await?;
+            }
+            let report = tokio::task::spawn_blocking(move || ledgerstream::bench::produce(&args)).await??;
+            println!(
+                "produced {} events ({} malformed) in {:.2}s: {:?}",
+                report.events,
+                report.bad,
+                report.elapsed.as_secs_f64(),
+                report.per_table
+            );
+            Ok(())
+        }
+        Command::Bench(args) => ledgerstream::bench::bench(args).await,
         Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
             Ok(c) => {
                 println!("{} is valid.\n\n{c:#?}", file.display());

@@ -82,6 +82,7 @@ struct Metrics {
     recoveries: IntCounter,
     restarts: IntCounter,
     schema_changes: IntCounterVec,
+    freshness: HistogramVec,
 }
 
 static M: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -170,6 +171,19 @@ static M: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "Columns added to output tables because the source schema evolved",
         &["table"],
     ),
+    freshness: {
+        let h = HistogramVec::new(
+            HistogramOpts::new(
+                "ledgerstream_freshness_seconds",
+                "Source commit time to visible in Iceberg, per committed row",
+            )
+            .buckets(prometheus::exponential_buckets(0.05, 1.25, 36).expect("static buckets")),
+            &["table"],
+        )
+        .expect("static metric definition");
+        REGISTRY.register(Box::new(h.clone())).expect("metric registered once");
+        h
+    },
 });
 
 fn p(partition: PartitionId) -> String {
@@ -255,4 +269,127 @@ pub fn render() -> String {
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Records, for each committed row, how long after its source commit it became visible. `source_ts_us` are the
+/// rows' event times; `now_us` is the commit completion time.
+pub fn freshness(table: &str, now_us: i64, source_ts_us: impl Iterator<Item = i64>) {
+    let h = M.freshness.with_label_values(&[table]);
+    let mut exact = FRESHNESS_SAMPLES.lock().ok().filter(|_| RECORD_EXACT.load(Ordering::Relaxed));
+    for ts in source_ts_us {
+        let secs = (now_us - ts) as f64 / 1e6;
+        h.observe(secs);
+        if let Some(v) = exact.as_mut() {
+            v.push(secs as f32);
+        }
+    }
+}
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Exact freshness samples, recorded only while a benchmark asks for them (histogram buckets are too coarse for
+/// the p50/p99 a benchmark reports).
+static FRESHNESS_SAMPLES: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+static RECORD_EXACT: AtomicBool = AtomicBool::new(false);
+
+/// Starts recording exact freshness samples from zero.
+pub fn reset_freshness() {
+    if let Ok(mut v) = FRESHNESS_SAMPLES.lock() {
+        v.clear();
+    }
+    RECORD_EXACT.store(true, Ordering::Relaxed);
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FreshnessStats {
+    pub count: usize,
+    pub p50_s: f64,
+    pub p99_s: f64,
+}
+
+pub fn freshness_stats() -> FreshnessStats {
+    let Ok(mut v) = FRESHNESS_SAMPLES.lock() else {
+        return FreshnessStats::default();
+    };
+    if v.is_empty() {
+        return FreshnessStats::default();
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| f64::from(v[((v.len() - 1) as f64 * p).round() as usize]);
+    FreshnessStats {
+        count: v.len(),
+        p50_s: q(0.5),
+        p99_s: q(0.99),
+    }
+}
+
+/// Rows committed so far, all tables.
+pub fn rows_committed_total() -> u64 {
+    LazyLock::force(&M);
+    REGISTRY
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "ledgerstream_rows_committed_total")
+        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().value() as u64).collect::<Vec<_>>())
+        .sum()
+}
+
+pub fn last_checkpoint_id() -> i64 {
+    M.checkpoint_last_id.get()
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub mean_ms: f64,
+    /// Upper bound of the bucket holding the 99th percentile.
+    pub p99_ms: f64,
+}
+
+fn stats_of(h: &prometheus::proto::Histogram) -> LatencyStats {
+    let count = h.get_sample_count();
+    if count == 0 {
+        return LatencyStats::default();
+    }
+    let want = (count as f64 * 0.99).ceil() as u64;
+    let p99 = h
+        .get_bucket()
+        .iter()
+        .find(|b| b.cumulative_count() >= want)
+        .map(|b| b.upper_bound())
+        .unwrap_or(f64::INFINITY);
+    LatencyStats {
+        count,
+        mean_ms: h.get_sample_sum() / count as f64 * 1000.0,
+        p99_ms: p99 * 1000.0,
+    }
+}
+
+pub fn checkpoint_stats() -> LatencyStats {
+    use prometheus::core::Collector;
+    M.checkpoint_duration
+        .collect()
+        .first()
+        .and_then(|f| f.get_metric().first().map(|m| stats_of(m.get_histogram())))
+        .unwrap_or_default()
+}
+
+/// Commit latency over all tables.
+pub fn commit_stats() -> LatencyStats {
+    use prometheus::core::Collector;
+    let mut total = LatencyStats::default();
+    let mut sum_ms = 0.0;
+    for f in M.commit_duration.collect() {
+        for m in f.get_metric() {
+            let s = stats_of(m.get_histogram());
+            total.count += s.count;
+            sum_ms += s.mean_ms * s.count as f64;
+            total.p99_ms = total.p99_ms.max(s.p99_ms);
+        }
+    }
+    if total.count > 0 {
+        total.mean_ms = sum_ms / total.count as f64;
+    }
+    total
 }

@@ -161,6 +161,22 @@ pub fn align_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatc
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
 }
 
+/// Event times (`source_ts`) of changelog rows, for the freshness metric. Other tables have none.
+fn source_times(batches: &[RecordBatch]) -> Vec<i64> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::TimestampMicrosecondType;
+    let mut out = Vec::new();
+    for b in batches {
+        if let Some(col) = b.column_by_name(crate::changelog::SOURCE_TS)
+            && let Some(ts) = col.as_primitive_opt::<TimestampMicrosecondType>()
+        {
+            out.extend((0..ts.len()).filter(|i| ts.is_valid(*i)).map(|i| ts.value(i)));
+        }
+    }
+    out
+}
+
 fn to_meta_offsets(offsets: &Offsets) -> BTreeMap<String, BTreeMap<PartitionId, Offset>> {
     offsets
         .iter()
@@ -218,6 +234,7 @@ async fn commit_checkpoint(
     };
     let mut rows = BTreeMap::new();
     let mut written_files = BTreeMap::new();
+    let mut event_times: Vec<(String, Vec<i64>)> = Vec::new();
     for (name, outputs) in &by_table {
         let defs: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
         let Some(def) = union_defs(&defs) else { continue };
@@ -229,6 +246,7 @@ async fn commit_checkpoint(
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("table {name}: {e}"))?;
         let count: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        event_times.push((name.clone(), source_times(&batches)));
         let span = tracing::info_span!("write", table = %name, rows = count, checkpoint = n.0);
         let written = sink::write_data_files(&table, &meta, batches)
             .instrument(span)
@@ -259,6 +277,10 @@ async fn commit_checkpoint(
         state_bytes,
     };
     finish_checkpoint(&args.checkpoints, &args.intents, &args.partitions, &manifest, args.keep)?;
+    let now_us = chrono::Utc::now().timestamp_micros();
+    for (table, times) in event_times {
+        metrics::freshness(&table, now_us, times.into_iter());
+    }
     args.offsets = offsets;
     drop(permits);
     (args.offset_hint)(&args.offsets);
