@@ -55,8 +55,8 @@ psql_app() {
 }
 
 # --- process bookkeeping ------------------------------------------------------------------------------------------
-# Each component runs as the leader of its own session (setsid), so its PID is also its session id: `down` can
-# then find and stop stray children of exactly this component, and nothing else on the machine.
+# Each component runs as the leader of its own session (setsid; pg_ctl does it for PostgreSQL), so its PID is also
+# its session id: `down` can then find and stop stray processes of exactly this component, nothing else.
 
 marker() {
     case "$1" in
@@ -75,7 +75,23 @@ alive() {
     [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$(marker "$1")"
 }
 
-session_pids() { ps -eo pid=,sid= | awk -v s="$1" '$2 == s { print $1 }'; }
+# "pid:starttime" identifies a process across PID reuse; same_process is true while that exact process lives.
+stamp() { local st; st="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20)" && echo "$1:$st"; }
+same_process() { [ -n "${1#*:}" ] && [ "$(stamp "${1%%:*}")" = "$1" ]; }
+
+# The component's process tree: its session (stray children of a KILLed JVM or broker) plus its descendants
+# (PostgreSQL backends call setsid(), so they leave the postmaster's session but stay its children).
+component_pids() {
+    ps -eo pid=,ppid=,sid= | awk -v root="$1" '
+        { pid[NR] = $1; parent[$1] = $2; sid[$1] = $3 }
+        END {
+            for (i = 1; i <= NR; i++) {
+                p = pid[i]; q = p
+                while (q != "" && q > 1 && q != root && sid[q] != root) q = parent[q]
+                if (q == root || sid[q] == root) print p
+            }
+        }'
+}
 
 port_of() {
     case "$1" in
@@ -175,7 +191,7 @@ tansu_start() {
     wait_until "port $LS_KAFKA_PORT free" 30 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$LS_KAFKA_PORT) 2>/dev/null" ||
         die "port $LS_KAFKA_PORT is taken by a process this stack did not start"
     local url="tcp://127.0.0.1:$LS_KAFKA_PORT"
-    setsid "$LS_TANSU" broker --listener-url "$url" --advertised-listener-url "$url" \
+    setsid "$LS_TANSU" broker --cluster-id ledgerstream --listener-url "$url" --advertised-listener-url "$url" \
         --storage-engine memory://tansu/ >>"$LOGS/tansu.log" 2>&1 </dev/null &
     echo $! >"$PIDS/tansu.pid"
     wait_until "tansu up on $LS_KAFKA_BOOTSTRAP (pid $(pid_of tansu))" 30 tansu_ready ||
@@ -238,10 +254,12 @@ cmd_up() {
 }
 
 stop_component() {
-    local comp="$1" pid sig=TERM leftovers
+    local comp="$1" pid sig=TERM tree="" p
     pid="$(pid_of "$comp")"
     [ -n "$pid" ] || return 0
     if alive "$comp"; then
+        for p in $(component_pids "$pid"); do tree+=" $(stamp "$p" || true)"; done
+        echo "$tree" >>"$LS_STACK_DIR/.stopping"
         # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM would wait for every client session to end.
         [ "$comp" = postgres ] && sig=INT
         log "stopping $comp (pid $pid)"
@@ -253,32 +271,32 @@ stop_component() {
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
-    # Children left in the component's session (e.g. PostgreSQL backends after a KILL).
-    leftovers="$(session_pids "$pid")"
-    if [ -n "$leftovers" ]; then
-        log "killing leftovers of $comp: $(echo "$leftovers" | paste -sd' ')"
-        # shellcheck disable=SC2086
-        kill -KILL $leftovers 2>/dev/null || true
+    # Anything of this component still alive (a KILLed postmaster leaves its backends behind).
+    if [ -n "$tree" ]; then
+        local leftovers=""
+        for p in $tree; do same_process "$p" && leftovers+=" ${p%%:*}"; done
+        if [ -n "$leftovers" ]; then
+            log "killing leftovers of $comp:$leftovers"
+            # shellcheck disable=SC2086
+            kill -KILL $leftovers 2>/dev/null || true
+        fi
     fi
     rm -f "$PIDS/$comp.pid"
 }
 
 cmd_down() {
-    local wipe=0 comp remaining=""
+    local wipe=0 comp remaining="" p
     [ "${1:-}" = "--wipe" ] && wipe=1
+    rm -f "$LS_STACK_DIR/.stopping"
     # Reverse order: Connect first so it flushes offsets while broker and database are still there.
     for comp in connect tansu postgres; do
-        [ -f "$PIDS/$comp.pid" ] && echo "$(pid_of "$comp")" >>"$LS_STACK_DIR/.stopping"
         stop_component "$comp"
     done
     if [ -f "$LS_STACK_DIR/.stopping" ]; then
-        local sid
-        while read -r sid; do
-            [ -n "$sid" ] && [ -n "$(session_pids "$sid")" ] && remaining+=" $sid"
-        done <"$LS_STACK_DIR/.stopping"
+        for p in $(cat "$LS_STACK_DIR/.stopping"); do same_process "$p" && remaining+=" ${p%%:*}"; done
         rm -f "$LS_STACK_DIR/.stopping"
     fi
-    [ -z "$remaining" ] || die "processes remain in sessions$remaining"
+    [ -z "$remaining" ] || die "processes survived: $remaining"
     if [ "$wipe" -eq 1 ]; then
         log "wiping $LS_STACK_DIR"
         rm -rf "$LS_STACK_DIR"
