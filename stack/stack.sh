@@ -182,10 +182,17 @@ SQL
 
 # --- tansu --------------------------------------------------------------------------------------------------------
 
+tansu_gone() { ! alive tansu; }
+
 tansu_start() {
     if alive tansu; then
-        log "tansu already running (pid $(pid_of tansu))"
-        return 0
+        if port_open "$LS_KAFKA_PORT"; then
+            log "tansu already running (pid $(pid_of tansu))"
+            return 0
+        fi
+        # On TERM tansu closes its listener, then waits for its clients (Connect) to go away.
+        log "tansu (pid $(pid_of tansu)) is shutting down; waiting for it to exit"
+        wait_until "tansu exited" 60 tansu_gone || die "tansu (pid $(pid_of tansu)) neither serves nor exits"
     fi
     # A broker that has just been stopped may still hold the port while its clients disconnect.
     wait_until "port $LS_KAFKA_PORT free" 30 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$LS_KAFKA_PORT) 2>/dev/null" ||
@@ -225,7 +232,7 @@ connect_start() {
         "$LS_REPO/stack/debezium/worker.properties" "$LS_REPO/stack/debezium/connector.properties" \
         >>"$LOGS/connect.log" 2>&1 </dev/null &
     echo $! >"$PIDS/connect.pid"
-    log "connect starting (pid $(pid_of connect)); scanning plugins takes about 20 s"
+    log "connect starting (pid $(pid_of connect)); streaming starts in about 5 s"
 }
 
 slot_active() {

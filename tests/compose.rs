@@ -150,7 +150,7 @@ fn simple_properties(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `${NAME}` placeholders of a text, in order of first appearance.
+/// The `${NAME}` placeholders of a text.
 fn placeholders(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut rest = text;
@@ -271,8 +271,8 @@ fn connect_registration_uses_the_native_connector_properties() {
     assert_eq!(command, format!("python {script_target} register {props_target} http://connect:8083"));
 
     // Every placeholder of the shared file is provided, and the database host is the compose service.
-    let text = read("stack/debezium/connector.properties");
-    let needed = placeholders(&text);
+    let values: Vec<String> = connector_properties().into_values().collect();
+    let needed = placeholders(&values.join("\n"));
     assert_eq!(
         needed,
         ["LS_PARTITIONS", "LS_PG_DB", "LS_PG_HOST", "LS_PG_PASSWORD", "LS_PG_PORT", "LS_PG_USER"]
