@@ -111,7 +111,9 @@ fn compose() -> Compose {
 }
 
 fn service<'a>(c: &'a Compose, name: &str) -> &'a Service {
-    c.services.get(name).unwrap_or_else(|| panic!("service {name} missing"))
+    c.services
+        .get(name)
+        .unwrap_or_else(|| panic!("service {name} missing"))
 }
 
 /// Bind mounts of a service as (host path relative to the repo, container path).
@@ -121,8 +123,15 @@ fn binds(s: &Service) -> Vec<(String, String)> {
         .filter(|v| v.starts_with("./"))
         .map(|v| {
             let mut parts = v.split(':');
-            let host = parts.next().unwrap_or_default().trim_start_matches("./").to_owned();
-            let target = parts.next().unwrap_or_else(|| panic!("bind {v} has no target")).to_owned();
+            let host = parts
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("./")
+                .to_owned();
+            let target = parts
+                .next()
+                .unwrap_or_else(|| panic!("bind {v} has no target"))
+                .to_owned();
             (host, target)
         })
         .collect()
@@ -137,7 +146,10 @@ fn mount_target(s: &Service, host: &str) -> String {
 }
 
 fn env(s: &Service, key: &str) -> String {
-    s.environment.get(key).map(Scalar::text).unwrap_or_else(|| panic!("environment {key} missing"))
+    s.environment
+        .get(key)
+        .map(Scalar::text)
+        .unwrap_or_else(|| panic!("environment {key} missing"))
 }
 
 /// Minimal `key=value` reader for files without escapes or continuations (Trino catalogs, .env files).
@@ -157,8 +169,10 @@ fn placeholders(text: &str) -> BTreeSet<String> {
     while let Some(start) = rest.find("${") {
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else { break };
-        let name: String =
-            after[..end].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let name: String = after[..end]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         out.insert(name);
         rest = &after[end..];
     }
@@ -186,9 +200,18 @@ fn expected_services_exist_and_long_running_ones_have_healthchecks() {
     assert_eq!(have, want);
     for name in LONG_RUNNING {
         let s = service(&c, name);
-        let hc = s.healthcheck.as_ref().unwrap_or_else(|| panic!("{name} has no healthcheck"));
-        assert!(!hc.test.joined().trim().is_empty(), "{name}: empty healthcheck");
-        assert!(s.image.is_some() || s.build.is_some(), "{name}: neither image nor build");
+        let hc = s
+            .healthcheck
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name} has no healthcheck"));
+        assert!(
+            !hc.test.joined().trim().is_empty(),
+            "{name}: empty healthcheck"
+        );
+        assert!(
+            s.image.is_some() || s.build.is_some(),
+            "{name}: neither image nor build"
+        );
     }
     for name in JOBS {
         let s = service(&c, name);
@@ -198,15 +221,25 @@ fn expected_services_exist_and_long_running_ones_have_healthchecks() {
     }
     assert_eq!(service(&c, "processor").build.as_deref(), Some("."));
     assert_eq!(
-        service(&c, "processor").command.as_ref().map(Words::joined).as_deref(),
+        service(&c, "processor")
+            .command
+            .as_ref()
+            .map(Words::joined)
+            .as_deref(),
         Some("ledgerstream run --config /etc/ledgerstream/ledgerstream.toml")
     );
     // The generator runs the image the processor service builds.
-    assert_eq!(service(&c, "generator").image, service(&c, "processor").image);
+    assert_eq!(
+        service(&c, "generator").image,
+        service(&c, "processor").image
+    );
     assert!(
-        service(&c, "generator").command.as_ref().map(Words::joined).unwrap_or_default().starts_with(
-            "ledgerstream generate"
-        )
+        service(&c, "generator")
+            .command
+            .as_ref()
+            .map(Words::joined)
+            .unwrap_or_default()
+            .starts_with("ledgerstream generate")
     );
 }
 
@@ -225,9 +258,18 @@ fn depends_on_orders_the_pipeline() {
         ),
         ("connect-register", &[("connect", "service_healthy")]),
         ("minio-init", &[("minio", "service_healthy")]),
-        ("iceberg-rest", &[("minio-init", "service_completed_successfully")]),
+        (
+            "iceberg-rest",
+            &[("minio-init", "service_completed_successfully")],
+        ),
         ("trino", &[("iceberg-rest", "service_healthy")]),
-        ("grafana", &[("prometheus", "service_healthy"), ("tempo", "service_healthy")]),
+        (
+            "grafana",
+            &[
+                ("prometheus", "service_healthy"),
+                ("tempo", "service_healthy"),
+            ],
+        ),
         (
             "processor",
             &[
@@ -237,7 +279,13 @@ fn depends_on_orders_the_pipeline() {
                 ("tempo", "service_healthy"),
             ],
         ),
-        ("generator", &[("postgres", "service_healthy"), ("processor", "service_healthy")]),
+        (
+            "generator",
+            &[
+                ("postgres", "service_healthy"),
+                ("processor", "service_healthy"),
+            ],
+        ),
     ];
     for (name, deps) in expect {
         let got: BTreeMap<&str, &str> = service(&c, name)
@@ -253,8 +301,13 @@ fn depends_on_orders_the_pipeline() {
         for (dep, d) in &s.depends_on {
             let target = service(&c, dep);
             match d.condition.as_str() {
-                "service_healthy" => assert!(target.healthcheck.is_some(), "{name} waits on {dep}'s health"),
-                "service_completed_successfully" => assert!(JOBS.contains(&dep.as_str()), "{dep} is no job"),
+                "service_healthy" => assert!(
+                    target.healthcheck.is_some(),
+                    "{name} waits on {dep}'s health"
+                ),
+                "service_completed_successfully" => {
+                    assert!(JOBS.contains(&dep.as_str()), "{dep} is no job")
+                }
                 other => panic!("{name} -> {dep}: unexpected condition {other}"),
             }
         }
@@ -267,18 +320,32 @@ fn connect_registration_uses_the_native_connector_properties() {
     let reg = service(&c, "connect-register");
     let props_target = mount_target(reg, "stack/debezium/connector.properties");
     let script_target = mount_target(reg, "stack/tools/props.py");
-    let command = reg.command.as_ref().expect("connect-register has a command").joined();
-    assert_eq!(command, format!("python {script_target} register {props_target} http://connect:8083"));
+    let command = reg
+        .command
+        .as_ref()
+        .expect("connect-register has a command")
+        .joined();
+    assert_eq!(
+        command,
+        format!("python {script_target} register {props_target} http://connect:8083")
+    );
 
     // Every placeholder of the shared file is provided, and the database host is the compose service.
     let values: Vec<String> = connector_properties().into_values().collect();
     let needed = placeholders(&values.join("\n"));
     assert_eq!(
         needed,
-        ["LS_PARTITIONS", "LS_PG_DB", "LS_PG_HOST", "LS_PG_PASSWORD", "LS_PG_PORT", "LS_PG_USER"]
-            .into_iter()
-            .map(String::from)
-            .collect::<BTreeSet<_>>()
+        [
+            "LS_PARTITIONS",
+            "LS_PG_DB",
+            "LS_PG_HOST",
+            "LS_PG_PASSWORD",
+            "LS_PG_PORT",
+            "LS_PG_USER"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<BTreeSet<_>>()
     );
     for var in &needed {
         env(reg, var);
@@ -297,12 +364,19 @@ fn topic_init_creates_exactly_the_topics_of_topics_conf() {
     let conf_target = mount_target(init, "stack/topics.conf");
     assert_eq!(env(init, "TOPICS_CONF"), conf_target);
     let script_target = mount_target(init, "stack/compose/create-topics.sh");
-    let entry = init.entrypoint.as_ref().expect("topic-init entrypoint").joined();
+    let entry = init
+        .entrypoint
+        .as_ref()
+        .expect("topic-init entrypoint")
+        .joined();
     assert_eq!(entry, format!("/bin/sh {script_target}"));
     // The script must take its list from the file, not carry one of its own.
     let script = read("stack/compose/create-topics.sh");
     assert!(script.contains("<\"$TOPICS_CONF\""));
-    assert!(!script.contains("fintech"), "create-topics.sh names topics itself");
+    assert!(
+        !script.contains("fintech"),
+        "create-topics.sh names topics itself"
+    );
 
     let topics = topics_conf();
     assert_eq!(
@@ -323,7 +397,10 @@ fn topic_init_creates_exactly_the_topics_of_topics_conf() {
         assert!(topics.contains(&topic), "{topic} missing from topics.conf");
     }
     assert!(topics.contains(&format!("__debezium-heartbeat.{prefix}")));
-    assert_eq!(props["topic.creation.default.partitions"], "${LS_PARTITIONS}");
+    assert_eq!(
+        props["topic.creation.default.partitions"],
+        "${LS_PARTITIONS}"
+    );
     assert_eq!(env(init, "LS_PARTITIONS"), "${LS_PARTITIONS:-4}");
 }
 
@@ -331,16 +408,28 @@ fn topic_init_creates_exactly_the_topics_of_topics_conf() {
 fn trino_catalog_points_at_rest_catalog_and_minio() {
     let c = compose();
     let trino = service(&c, "trino");
-    assert_eq!(mount_target(trino, "deploy/trino/catalog"), "/etc/trino/catalog");
+    assert_eq!(
+        mount_target(trino, "deploy/trino/catalog"),
+        "/etc/trino/catalog"
+    );
     let cat = simple_properties(&read("deploy/trino/catalog/iceberg.properties"));
     assert_eq!(cat["connector.name"], "iceberg");
     assert_eq!(cat["iceberg.catalog.type"], "rest");
     assert_eq!(cat["iceberg.rest-catalog.uri"], "http://iceberg-rest:8181");
-    assert!(service(&c, "iceberg-rest").ports.iter().any(|p| p.ends_with(":8181")));
+    assert!(
+        service(&c, "iceberg-rest")
+            .ports
+            .iter()
+            .any(|p| p.ends_with(":8181"))
+    );
     assert_eq!(cat["s3.endpoint"], "http://minio:9000");
     assert_eq!(cat["s3.path-style-access"], "true");
     assert_eq!(cat["fs.native-s3.enabled"], "true");
-    for key in ["s3.aws-access-key", "s3.aws-secret-key", "iceberg.rest-catalog.warehouse"] {
+    for key in [
+        "s3.aws-access-key",
+        "s3.aws-secret-key",
+        "iceberg.rest-catalog.warehouse",
+    ] {
         let value = &cat[key];
         let var = value
             .split("${ENV:")
@@ -353,11 +442,16 @@ fn trino_catalog_points_at_rest_catalog_and_minio() {
     let rest = service(&c, "iceberg-rest");
     assert_eq!(env(rest, "CATALOG_S3_ENDPOINT"), "http://minio:9000");
     assert_eq!(env(rest, "CATALOG_S3_PATH__STYLE__ACCESS"), "true");
-    assert_eq!(env(rest, "CATALOG_WAREHOUSE"), "s3://${LS_WAREHOUSE_BUCKET:-warehouse}/");
+    assert_eq!(
+        env(rest, "CATALOG_WAREHOUSE"),
+        "s3://${LS_WAREHOUSE_BUCKET:-warehouse}/"
+    );
 }
 
 fn is_credential(key: &str) -> bool {
-    ["PASSWORD", "SECRET", "ACCESS_KEY", "_USER"].iter().any(|m| key.contains(m))
+    ["PASSWORD", "SECRET", "ACCESS_KEY", "_USER"]
+        .iter()
+        .any(|m| key.contains(m))
 }
 
 #[test]
@@ -376,18 +470,35 @@ fn no_credential_literal_inline() {
                 .strip_prefix("${")
                 .and_then(|r| r.split_once(":?"))
                 .map(|(var, _)| var)
-                .unwrap_or_else(|| panic!("{name}.{key} = {v:?} is not a required ${{VAR:?}} reference"));
-            assert!(is_credential(var), "{name}.{key} comes from {var}, which is not a credential variable");
-            assert!(env_example.contains_key(var), "{var} missing from .env.example");
+                .unwrap_or_else(|| {
+                    panic!("{name}.{key} = {v:?} is not a required ${{VAR:?}} reference")
+                });
+            assert!(
+                is_credential(var),
+                "{name}.{key} comes from {var}, which is not a credential variable"
+            );
+            assert!(
+                env_example.contains_key(var),
+                "{var} missing from .env.example"
+            );
         }
     }
-    assert!(seen >= 10, "only {seen} credential variables found: the key patterns no longer match");
+    assert!(
+        seen >= 10,
+        "only {seen} credential variables found: the key patterns no longer match"
+    );
     // No credential value of the example file appears anywhere in the compose file or the Trino catalog.
     let compose_text = read("docker-compose.yml");
     let catalog_text = read("deploy/trino/catalog/iceberg.properties");
     for (key, value) in env_example.iter().filter(|(k, _)| k.contains("PASSWORD")) {
-        assert!(!compose_text.contains(value.as_str()), "{key}'s value is inline in docker-compose.yml");
-        assert!(!catalog_text.contains(value.as_str()), "{key}'s value is inline in the Trino catalog");
+        assert!(
+            !compose_text.contains(value.as_str()),
+            "{key}'s value is inline in docker-compose.yml"
+        );
+        assert!(
+            !catalog_text.contains(value.as_str()),
+            "{key}'s value is inline in the Trino catalog"
+        );
     }
 }
 
@@ -396,10 +507,16 @@ fn host_ports_bind_loopback_and_bind_mounts_exist() {
     let c = compose();
     for (name, s) in &c.services {
         for p in &s.ports {
-            assert!(p.starts_with("127.0.0.1:"), "{name} publishes {p} on all interfaces");
+            assert!(
+                p.starts_with("127.0.0.1:"),
+                "{name} publishes {p} on all interfaces"
+            );
         }
         for (host, _) in binds(s) {
-            assert!(repo().join(&host).exists(), "{name} mounts ./{host}, which does not exist");
+            assert!(
+                repo().join(&host).exists(),
+                "{name} mounts ./{host}, which does not exist"
+            );
         }
     }
 }
@@ -408,7 +525,10 @@ fn host_ports_bind_loopback_and_bind_mounts_exist() {
 fn grafana_provisioning_is_wired() {
     let c = compose();
     let g = service(&c, "grafana");
-    assert_eq!(mount_target(g, "grafana/provisioning"), "/etc/grafana/provisioning");
+    assert_eq!(
+        mount_target(g, "grafana/provisioning"),
+        "/etc/grafana/provisioning"
+    );
     let dashboards_target = mount_target(g, "grafana/dashboards");
     assert!(repo().join("grafana/dashboards").is_dir());
 
@@ -423,8 +543,13 @@ fn grafana_provisioning_is_wired() {
         url: String,
     }
     let ds: Datasources =
-        serde_yaml::from_str(&read("grafana/provisioning/datasources/datasources.yml")).expect("datasources");
-    let got: BTreeMap<String, String> = ds.datasources.into_iter().map(|d| (d.kind, d.url)).collect();
+        serde_yaml::from_str(&read("grafana/provisioning/datasources/datasources.yml"))
+            .expect("datasources");
+    let got: BTreeMap<String, String> = ds
+        .datasources
+        .into_iter()
+        .map(|d| (d.kind, d.url))
+        .collect();
     let want: BTreeMap<String, String> = [
         ("prometheus".to_owned(), "http://prometheus:9090".to_owned()),
         ("tempo".to_owned(), "http://tempo:3200".to_owned()),
@@ -445,8 +570,13 @@ fn grafana_provisioning_is_wired() {
         path: String,
     }
     let p: Providers =
-        serde_yaml::from_str(&read("grafana/provisioning/dashboards/dashboards.yml")).expect("dashboards");
-    let paths: Vec<&str> = p.providers.iter().map(|p| p.options.path.as_str()).collect();
+        serde_yaml::from_str(&read("grafana/provisioning/dashboards/dashboards.yml"))
+            .expect("dashboards");
+    let paths: Vec<&str> = p
+        .providers
+        .iter()
+        .map(|p| p.options.path.as_str())
+        .collect();
     assert_eq!(paths, [dashboards_target.as_str()]);
 
     // Prometheus scrapes the port the processor's healthcheck probes.
@@ -454,8 +584,19 @@ fn grafana_provisioning_is_wired() {
     let cfg = mount_target(prom, "deploy/prometheus/prometheus.yml");
     assert_eq!(cfg, "/etc/prometheus/prometheus.yml");
     let prom_text = read("deploy/prometheus/prometheus.yml");
-    let hc = service(&c, "processor").healthcheck.as_ref().expect("processor healthcheck").test.joined();
-    let port = hc.rsplit('/').next().expect("port in processor healthcheck");
-    assert!(prom_text.contains(&format!("processor:{port}")), "prometheus does not scrape processor:{port}");
+    let hc = service(&c, "processor")
+        .healthcheck
+        .as_ref()
+        .expect("processor healthcheck")
+        .test
+        .joined();
+    let port = hc
+        .rsplit('/')
+        .next()
+        .expect("port in processor healthcheck");
+    assert!(
+        prom_text.contains(&format!("processor:{port}")),
+        "prometheus does not scrape processor:{port}"
+    );
     assert!(Path::new(&repo().join("deploy/tempo/tempo.yaml")).exists());
 }
