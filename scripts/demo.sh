@@ -26,9 +26,8 @@ BIN="$CARGO_TARGET_DIR/release/ledgerstream"
 
 step "local stack up"
 bash stack/stack.sh up
-source stack/env.sh
-PG_URL="postgres://postgres@127.0.0.1:${LS_PG_PORT}/fintech"
-BROKERS="127.0.0.1:${LS_KAFKA_PORT}"
+PG_URL="postgres://ledgerstream:ledgerstream@127.0.0.1:${LS_PG_PORT:-55432}/fintech"
+BROKERS="127.0.0.1:${LS_KAFKA_PORT:-19092}"
 
 DATA="$ROOT/.data/demo"
 mkdir -p "$DATA"
@@ -46,7 +45,7 @@ step "generate load for $DURATION at $RATE"
   --fraud-rate 0.02 --bad-row-rate 0.01 --evolve-after 2000 --truth-out "$DATA/fraud-truth.jsonl"
 
 step "Debezium events per topic"
-"$PY" stack/topic_counts.py --brokers "$BROKERS" --prefix fintech || true
+"$PY" stack/tools/kafka_tools.py counts "$BROKERS" fintech
 
 step "drain: SIGTERM → final checkpoint"
 sleep 8

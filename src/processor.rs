@@ -23,8 +23,22 @@ use arrow_array::RecordBatch;
 use ledgerstream_state::{PartitionStore, StateError, WriteBatch};
 use std::collections::{BTreeMap, HashMap};
 
-/// Keyspace holding the last applied LSN per `(table, pk)`.
+/// Keyspace holding the last applied position per `(table, pk)`.
 const LSN_KEYSPACE: &str = "lsn";
+
+/// Position of a change for redelivery detection: its LSN, then a rank that orders the two halves of a key change.
+/// Debezium turns an update of the message key (the user id) into a delete under the old key and a create under
+/// the new one, both at the same LSN; when both keys live in this partition the create must not look like a
+/// redelivery of the delete.
+fn position(ev: &cdc::ChangeEvent) -> [u8; 9] {
+    let mut p = [0u8; 9];
+    p[..8].copy_from_slice(&ev.lsn.0.to_be_bytes());
+    p[8] = match ev.op {
+        cdc::Op::Delete => 0,
+        _ => 1,
+    };
+    p
+}
 
 /// One input topic of the partition.
 #[derive(Debug, Clone)]
@@ -146,7 +160,7 @@ impl Processor {
         let mut stats = ApplyStats::default();
         let mut wb = WriteBatch::new();
         // LSNs applied earlier in this batch, not yet visible in the store.
-        let mut overlay: HashMap<[u8; 9], u64> = HashMap::new();
+        let mut overlay: HashMap<[u8; 9], [u8; 9]> = HashMap::new();
         let partition = self.partition.0;
         for rec in records {
             let input = self
@@ -186,14 +200,15 @@ impl Processor {
                         continue;
                     };
                     let key = lsn_key(table, pk);
+                    let pos = position(&ev);
                     let last = match overlay.get(&key) {
                         Some(l) => Some(*l),
                         None => store
                             .get(LSN_KEYSPACE, &key)?
-                            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-                            .map(u64::from_be_bytes),
+                            .and_then(|v| <[u8; 9]>::try_from(v.as_slice()).ok()),
                     };
-                    if last.is_some_and(|l| ev.lsn.0 <= l) {
+                    // Big-endian bytes compare like the (lsn, rank) tuple they encode.
+                    if last.is_some_and(|l| pos <= l) {
                         metrics::duplicate_skipped(table.name());
                         stats.duplicates += 1;
                         continue;
@@ -206,8 +221,8 @@ impl Processor {
                         Ok(Some(row)) => {
                             self.pending.entry(table).or_default().push(row);
                             stats.rows += 1;
-                            overlay.insert(key, ev.lsn.0);
-                            wb.put(LSN_KEYSPACE, &key, &ev.lsn.0.to_be_bytes())?;
+                            overlay.insert(key, pos);
+                            wb.put(LSN_KEYSPACE, &key, &pos)?;
                         }
                         Ok(None) => stats.truncates += 1,
                         Err(e) => {

@@ -5,6 +5,7 @@
 #   stack.sh down [--wipe]      stop exactly the processes this stack started; --wipe also deletes LS_STACK_DIR
 #   stack.sh status             one line per component: state, PID, port
 #   stack.sh logs [COMPONENT] [--no-follow]   tail postgres|tansu|connect logs (all by default)
+#   stack.sh restart COMPONENT  stop one component (postgres|tansu|connect) and bring the stack back up
 #
 # Contract of `up`: when it returns 0, the replication slot is active and a heartbeat newer than the start of `up`
 # has been read from the broker, so every row committed afterwards is captured. It is idempotent: a component
@@ -342,10 +343,21 @@ cmd_logs() {
     exec tail -n 50 "${follow[@]}" "${files[@]}"
 }
 
+cmd_restart() {
+    local comp="${1:-}"
+    case "$comp" in
+        postgres | tansu | connect) ;;
+        *) die "restart takes one of: postgres, tansu, connect" ;;
+    esac
+    stop_component "$comp"
+    cmd_up
+}
+
 case "${1:-}" in
     up) cmd_up ;;
+    restart) shift; cmd_restart "$@" ;;
     down) shift; cmd_down "$@" ;;
     status) cmd_status ;;
     logs) shift; cmd_logs "$@" ;;
-    *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

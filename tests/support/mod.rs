@@ -64,7 +64,7 @@ impl Stack {
         };
         let out = stack.script(&["up"]);
         if !out.status.success() {
-            let logs = stack.script(&["logs"]);
+            let logs = stack.script(&["logs", "--no-follow"]);
             panic!(
                 "stack up failed ({}):\n{}\n{}\n--- logs\n{}{}",
                 out.status,
@@ -95,7 +95,7 @@ impl Stack {
     }
 
     pub fn pg_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/fintech", self.pg_port)
+        format!("postgres://ledgerstream:ledgerstream@127.0.0.1:{}/fintech", self.pg_port)
     }
 
     pub fn brokers(&self) -> String {
@@ -151,4 +151,144 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// A bare tansu broker (memory engine) for tests that bypass Debezium.
+pub struct Broker {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let tansu = cache_dir().join("tools/bin/tansu");
+        let child = Command::new(&tansu)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} (run stack/bootstrap.sh): {e}", tansu.display()));
+        let broker = Broker { port, child };
+        let up = wait_for(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(up.is_some(), "tansu did not listen on {port}");
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pipeline working directory and its config file.
+pub struct PipelineDir {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl PipelineDir {
+    pub fn new(name: &str, brokers: &str, prefix: &str, interval: &str) -> PipelineDir {
+        let dir = std::env::temp_dir().join(format!("ls-pipe-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("pipeline dir");
+        let config = dir.join("ledgerstream.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[pipeline]\nwriter_id = \"test\"\ndata_dir = \"{}\"\ncheckpoint_interval = \"{interval}\"\n\
+                 [kafka]\nbrokers = \"{brokers}\"\ntopic_prefix = \"{prefix}\"\n",
+                dir.join("data").display()
+            ),
+        )
+        .expect("config");
+        PipelineDir { dir, config }
+    }
+
+    pub fn catalog_db(&self) -> PathBuf {
+        self.dir.join("data/catalog.db")
+    }
+
+    pub fn warehouse(&self) -> PathBuf {
+        self.dir.join("data/warehouse")
+    }
+
+    /// Starts `ledgerstream run` with extra environment (e.g. FAILPOINTS).
+    pub fn spawn(&self, env: &[(&str, &str)]) -> std::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("run.log"))
+            .expect("log");
+        let mut cmd = ledgerstream();
+        cmd.args(["run", "--config"]).arg(&self.config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(log.try_clone().expect("log")).stderr(log);
+        cmd.spawn().expect("spawn ledgerstream run")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("run.log")).unwrap_or_default()
+    }
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+pub fn terminate(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = wait_for(within, || child.try_wait().ok().flatten());
+    match status {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            panic!("ledgerstream did not exit within {within:?} of SIGTERM");
+        }
+    }
+}
+
+/// Reads every row of an Iceberg table of the embedded catalog as Arrow batches.
+pub fn read_table(catalog_db: &Path, warehouse: &Path, table: &str) -> Vec<arrow_array::RecordBatch> {
+    use futures::TryStreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let cfg = ledgerstream::sink::CatalogConfig::Sql {
+            uri: format!("sqlite://{}", catalog_db.display()),
+            warehouse: warehouse.display().to_string(),
+            name: "ledgerstream".into(),
+            s3: None,
+        };
+        let catalog = ledgerstream::sink::SinkCatalog::connect(&cfg, "fintech").await.expect("catalog");
+        let t = catalog.load_table(table).await.expect("load table");
+        if t.metadata().current_snapshot().is_none() {
+            return Vec::new();
+        }
+        let stream = t.scan().build().expect("scan").to_arrow().await.expect("to_arrow");
+        stream.try_collect::<Vec<_>>().await.expect("read batches")
+    })
+}
+
+/// `(id, lsn)` of every row of a changelog table.
+pub fn id_lsn(batches: &[arrow_array::RecordBatch]) -> Vec<(i64, i64)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let mut out = Vec::new();
+    for b in batches {
+        let ids = b.column_by_name("id").expect("id column").as_primitive::<Int64Type>();
+        let lsns = b.column_by_name("lsn").expect("lsn column").as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            out.push((ids.value(i), lsns.value(i)));
+        }
+    }
+    out
 }

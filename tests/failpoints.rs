@@ -1,0 +1,141 @@
+//! Crash tests (`--features failpoints`): the processor is killed (aborted in place, like `kill -9`) at each step
+//! of the checkpoint protocol, restarted, and must end with every Iceberg table holding exactly the input: no
+//! duplicate `(table, id, lsn)`, no missing change, every malformed record in quarantine once.
+//!
+//! Input comes from the synthetic Debezium-format producer straight into a real broker (tansu), so the ground
+//! truth is exact and Debezium's speed does not matter.
+
+mod support;
+
+use ledgerstream::cdc::SourceTable;
+use ledgerstream::synth::Synth;
+use std::collections::{BTreeMap, BTreeSet};
+
+use std::time::Duration;
+use support::{Broker, PipelineDir, id_lsn, ledgerstream, read_table, run_ok, terminate, wait_for};
+
+const EVENTS: u64 = 12_000;
+const SEED: u64 = 11;
+const USERS: i64 = 300;
+const BAD_EVERY: u64 = 997;
+
+fn expected() -> (BTreeMap<&'static str, BTreeSet<(i64, i64)>>, usize) {
+    let mut by_table: BTreeMap<&'static str, BTreeSet<(i64, i64)>> = BTreeMap::new();
+    let mut bad = 0;
+    for r in Synth::new(SEED, USERS).with_bad_every(BAD_EVERY).take(EVENTS as usize) {
+        if r.op.is_none() {
+            bad += 1;
+            continue;
+        }
+        by_table
+            .entry(match r.table {
+                SourceTable::Users => "users_changes",
+                SourceTable::Wallets => "wallets_changes",
+                SourceTable::Transactions => "transactions_changes",
+            })
+            .or_default()
+            .insert((r.pk, r.lsn as i64));
+    }
+    (by_table, bad)
+}
+
+fn produce(brokers: &str, prefix: &str, rate: u64) -> std::process::Child {
+    ledgerstream()
+        .args(["produce", "--brokers", brokers, "--topic-prefix", prefix])
+        .args(["--events", &EVENTS.to_string(), "--seed", &SEED.to_string()])
+        .args(["--users", &USERS.to_string(), "--bad-every", &BAD_EVERY.to_string()])
+        .args(["--rate", &rate.to_string()])
+        .spawn()
+        .expect("spawn producer")
+}
+
+fn total_rows(p: &PipelineDir) -> usize {
+    ["users_changes", "wallets_changes", "transactions_changes", "quarantine"]
+        .iter()
+        .map(|t| read_table(&p.catalog_db(), &p.warehouse(), t).iter().map(|b| b.num_rows()).sum::<usize>())
+        .sum()
+}
+
+/// Runs the scenario: crash at `failpoint` (after `skip` earlier hits), restart, drain, compare.
+fn crash_and_recover(name: &str, failpoint: &str, skip: u32) {
+    let broker = Broker::start();
+    let prefix = format!("fp{}", name.replace('_', ""));
+    run_ok(
+        ledgerstream().args(["produce", "--brokers", &broker.brokers(), "--topic-prefix", &prefix])
+            .args(["--create-topics", "4", "--events", "0"]),
+        "create topics",
+    );
+    let p = PipelineDir::new(name, &broker.brokers(), &prefix, "300ms");
+    let mut producer = produce(&broker.brokers(), &prefix, 4_000);
+
+    let actions = if skip == 0 { "return".to_string() } else { format!("{skip}*off->return") };
+    let mut crashing = p.spawn(&[("FAILPOINTS", &format!("{failpoint}={actions}"))]);
+    let status = wait_for(Duration::from_secs(60), || crashing.try_wait().ok().flatten())
+        .unwrap_or_else(|| {
+            let _ = crashing.kill();
+            panic!("failpoint {failpoint} never hit; log:\n{}", p.log())
+        });
+    assert!(!status.success(), "the crashing run must die, got {status}");
+    assert!(p.log().contains(&format!("failpoint {failpoint} hit")), "log:\n{}", p.log());
+
+    let mut run = p.spawn(&[]);
+    assert!(producer.wait().expect("producer").success());
+    let (expected, bad) = expected();
+    let want: usize = expected.values().map(BTreeSet::len).sum::<usize>() + bad;
+    let caught_up = wait_for(Duration::from_secs(120), || (total_rows(&p) >= want).then_some(()));
+    let status = terminate(&mut run, Duration::from_secs(60));
+    assert!(caught_up.is_some(), "only {} of {want} rows committed; log:\n{}", total_rows(&p), p.log());
+    assert!(status.success(), "drain failed: {status}; log:\n{}", p.log());
+
+    for (table, want) in &expected {
+        let rows = id_lsn(&read_table(&p.catalog_db(), &p.warehouse(), table));
+        let got: BTreeSet<(i64, i64)> = rows.iter().copied().collect();
+        assert_eq!(rows.len(), got.len(), "{table}: {} duplicate rows", rows.len() - got.len());
+        let missing: Vec<_> = want.difference(&got).take(5).collect();
+        let extra: Vec<_> = got.difference(want).take(5).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "{table}: missing {missing:?}, unexpected {extra:?}");
+    }
+    let quarantined: usize = read_table(&p.catalog_db(), &p.warehouse(), "quarantine")
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(quarantined, bad, "every malformed record quarantined exactly once");
+    let _ = std::fs::remove_dir_all(&p.dir);
+    drop(broker);
+}
+
+#[test]
+fn crash_after_data_files_before_commit() {
+    crash_and_recover("after_data_files", "committer::after_data_files", 1);
+}
+
+#[test]
+fn crash_after_intent_before_any_commit() {
+    crash_and_recover("after_intent", "committer::after_intent", 1);
+}
+
+#[test]
+fn crash_after_first_of_several_tables() {
+    crash_and_recover("after_first_table", "committer::after_first_table", 1);
+}
+
+#[test]
+fn crash_after_all_commits_before_state_marker() {
+    crash_and_recover("before_marker", "committer::before_state_marker", 1);
+}
+
+#[test]
+fn crash_after_marker_before_cleanup() {
+    crash_and_recover("after_marker", "committer::after_state_marker", 1);
+}
+
+#[test]
+fn crash_during_partition_state_checkpoint() {
+    crash_and_recover("state_checkpoint", "partition::before_state_checkpoint", 2);
+}
+
+#[test]
+fn crash_at_the_very_first_checkpoint() {
+    crash_and_recover("first_checkpoint", "committer::after_first_table", 0);
+}
+
