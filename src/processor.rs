@@ -301,3 +301,197 @@ fn build(def: TableDef, rows: &[Vec<Value>]) -> Result<TableOutput, ProcessError
     let batch = sink::rows_to_batch(&def, &schema, rows).map_err(|e| err(e.to_string()))?;
     Ok(TableOutput { def, batch })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::Synth;
+    use crate::types::Offset;
+    use ledgerstream_state::MemoryPartitionStore;
+
+    fn inputs() -> Vec<Input> {
+        [SourceTable::Users, SourceTable::Wallets, SourceTable::Transactions]
+            .iter()
+            .map(|t| Input {
+                topic: format!("fintech.public.{}", t.name()),
+                table: *t,
+            })
+            .collect()
+    }
+
+    fn input_of(t: SourceTable) -> usize {
+        match t {
+            SourceTable::Users => 0,
+            SourceTable::Wallets => 1,
+            SourceTable::Transactions => 2,
+        }
+    }
+
+    /// Synthetic records as they would arrive from Kafka, with per-topic offsets.
+    fn records(n: usize, bad_every: u64) -> Vec<RawRecord> {
+        let mut next = [0i64; 3];
+        Synth::new(3, 20)
+            .with_bad_every(bad_every)
+            .take(n)
+            .map(|r| {
+                let input = input_of(r.table);
+                let offset = next[input];
+                next[input] += 1;
+                RawRecord {
+                    input,
+                    offset: Offset(offset),
+                    key: Some(r.key.to_string().into_bytes()),
+                    payload: Some(r.payload),
+                    timestamp_ms: Some(1_000),
+                }
+            })
+            .collect()
+    }
+
+    fn processor() -> Processor {
+        Processor::new(PartitionId(0), inputs(), vec![0, 0, 0], &BTreeMap::new())
+    }
+
+    fn rows_by_table(out: &SealedOutput) -> BTreeMap<String, usize> {
+        out.tables.iter().map(|t| (t.def.name.clone(), t.batch.num_rows())).collect()
+    }
+
+    #[test]
+    fn every_record_becomes_exactly_one_outcome() {
+        let recs = records(500, 50);
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        let stats = p.apply(&mut store, &recs).unwrap();
+        assert_eq!(stats.quarantined, 10);
+        assert_eq!(stats.rows + stats.quarantined, 500);
+        let out = p.seal().unwrap();
+        let rows = rows_by_table(&out);
+        assert_eq!(rows["quarantine"], 10);
+        assert_eq!(rows.values().sum::<usize>(), 500);
+        assert_eq!(out.records, 500);
+        // Offsets: each topic's delta covers exactly its records.
+        for (i, input) in inputs().iter().enumerate() {
+            let n = recs.iter().filter(|r| r.input == i).count() as i64;
+            let (next, delta) = out.offsets[&input.topic];
+            assert_eq!(next, n);
+            assert_eq!(delta, Some(OffsetDelta { from: 0, to: n }));
+        }
+        // Positions were written with the state.
+        let pos = store.positions().unwrap();
+        assert_eq!(pos["fintech.public.transactions"], out.offsets["fintech.public.transactions"].0);
+    }
+
+    #[test]
+    fn redelivery_is_skipped_and_counted() {
+        let recs = records(300, 0);
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        p.apply(&mut store, &recs).unwrap();
+        let first = p.seal().unwrap();
+        // Debezium redelivers the same changes at new offsets after a Connect restart.
+        let redelivered: Vec<RawRecord> = recs
+            .iter()
+            .map(|r| RawRecord {
+                offset: Offset(r.offset.0 + 1000),
+                ..r.clone()
+            })
+            .collect();
+        let stats = p.apply(&mut store, &redelivered).unwrap();
+        assert_eq!(stats.duplicates, 300);
+        assert_eq!(stats.rows, 0);
+        let second = p.seal().unwrap();
+        assert!(second.tables.is_empty());
+        assert_eq!(rows_by_table(&first).values().sum::<usize>(), 300);
+    }
+
+    #[test]
+    fn key_change_at_one_lsn_keeps_both_halves() {
+        let tx = |op: &str, before: &str, after: &str| {
+            format!(
+                r#"{{"before":{before},"after":{after},"source":{{"ts_ms":1764000000000,"lsn":5000,"txId":9,"table":"wallets"}},"op":"{op}"}}"#
+            )
+            .into_bytes()
+        };
+        let wallet = |user: i64| {
+            format!(
+                r#"{{"id":1,"user_id":{user},"currency":"USD","balance":"1.00","status":"active","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}}"#
+            )
+        };
+        let recs = vec![
+            RawRecord {
+                input: 1,
+                offset: Offset(0),
+                key: Some(b"3".to_vec()),
+                payload: Some(tx("d", &wallet(3), "null")),
+                timestamp_ms: None,
+            },
+            RawRecord {
+                input: 1,
+                offset: Offset(1),
+                key: Some(b"7".to_vec()),
+                payload: Some(tx("c", "null", &wallet(7))),
+                timestamp_ms: None,
+            },
+        ];
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        let stats = p.apply(&mut store, &recs).unwrap();
+        assert_eq!((stats.rows, stats.duplicates), (2, 0));
+        // A redelivery of either half is still a duplicate.
+        let stats = p.apply(&mut store, &recs).unwrap();
+        assert_eq!((stats.rows, stats.duplicates), (0, 2));
+    }
+
+    #[test]
+    fn tombstones_are_counted_not_written() {
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        let recs = vec![RawRecord {
+            input: 0,
+            offset: Offset(4),
+            key: Some(b"1".to_vec()),
+            payload: None,
+            timestamp_ms: None,
+        }];
+        let stats = p.apply(&mut store, &recs).unwrap();
+        assert_eq!(stats.tombstones, 1);
+        let out = p.seal().unwrap();
+        assert!(out.tables.is_empty());
+        assert_eq!(out.offsets["fintech.public.users"].0, 5);
+    }
+
+    #[test]
+    fn a_new_source_column_extends_the_table_and_pads_older_rows() {
+        let recs = records(40, 0);
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        p.apply(&mut store, &recs).unwrap();
+        let evolved = br#"{"before":null,"after":{"id":999,"wallet_id":1,"user_id":1,"counterparty_wallet_id":null,"kind":"payment","amount":"5.00","fee":"0.10","currency":"USD","status":"pending","country":"US","merchant":"m","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","device_id":"dev-1"},"source":{"ts_ms":1764000000000,"lsn":99999999999,"txId":1,"table":"transactions"},"op":"c"}"#;
+        p.apply(
+            &mut store,
+            &[RawRecord {
+                input: 2,
+                offset: Offset(1000),
+                key: Some(b"1".to_vec()),
+                payload: Some(evolved.to_vec()),
+                timestamp_ms: None,
+            }],
+        )
+        .unwrap();
+        let out = p.seal().unwrap();
+        let tx = out.tables.iter().find(|t| t.def.name == "transactions_changes").unwrap();
+        let col = tx.batch.column_by_name("device_id").expect("device_id added");
+        assert_eq!(col.null_count(), tx.batch.num_rows() - 1);
+    }
+
+    #[test]
+    fn sealing_twice_without_input_gives_no_delta() {
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        p.apply(&mut store, &records(10, 0)).unwrap();
+        p.seal().unwrap();
+        let out = p.seal().unwrap();
+        assert!(out.tables.is_empty());
+        assert!(out.offsets.values().all(|(_, d)| d.is_none()));
+    }
+}
