@@ -41,7 +41,8 @@ pub fn decode(
         return Ok(Decoded::Tombstone { key });
     }
     check_duplicate(&top, "")?;
-    let wrapped = top.values[T_SCHEMA].is_some() || top.values[T_PAYLOAD].is_some();
+    let present = |i: usize| top.values.get(i).copied().flatten().is_some();
+    let wrapped = present(T_SCHEMA) || present(T_PAYLOAD);
     if !wrapped {
         return decode_envelope(table, key, &top, None).map(Decoded::Change);
     }
@@ -79,7 +80,7 @@ pub fn decode_key(key: Option<&[u8]>) -> Result<Option<i64>, DecodeError> {
                 "expected an integer, null or {{\"schema\",\"payload\"}}: {e}"
             ))
         })?;
-    if obj.values[1].is_none() {
+    if obj.values.get(1).copied().flatten().is_none() {
         return Err(bad(format!(
             "expected an integer, null or {{\"schema\",\"payload\"}}, found {}",
             excerpt(trimmed)

@@ -1,6 +1,6 @@
 //! The typed output of the decoder: what every later stage sees instead of JSON.
 
-use super::error::DecodeError;
+use super::error::{DecodeError, excerpt};
 use super::tables::SourceTable;
 use crate::types::Lsn;
 use crate::value::{ColumnType, Value};
@@ -62,12 +62,29 @@ pub struct ExtraField {
 /// One row image, aligned to the table's declared columns.
 ///
 /// Invariant (checked by every constructor): `values.len() == table.columns().len()`, each value fits its
-/// column type, and NOT NULL columns are not `Null`. Accessors and the typed views rely on it.
+/// column type, and NOT NULL columns are not `Null`. Accessors and the typed views rely on it, which is why
+/// deserializing (e.g. from a state store) goes through [`Row::new`] too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RowRepr")]
 pub struct Row {
     table: SourceTable,
     values: Vec<Value>,
     extra: Vec<ExtraField>,
+}
+
+/// The unchecked serialized form of a [`Row`].
+#[derive(Deserialize)]
+struct RowRepr {
+    table: SourceTable,
+    values: Vec<Value>,
+    extra: Vec<ExtraField>,
+}
+
+impl TryFrom<RowRepr> for Row {
+    type Error = DecodeError;
+    fn try_from(r: RowRepr) -> Result<Row, DecodeError> {
+        Row::new(r.table, r.values, r.extra)
+    }
 }
 
 impl Row {
@@ -95,7 +112,7 @@ impl Row {
                 return Err(DecodeError::WrongType {
                     field: col.name.to_owned(),
                     expected: "a value of the declared column type",
-                    found: format!("{v:?}"),
+                    found: excerpt(&format!("{v:?}")),
                 });
             }
         }

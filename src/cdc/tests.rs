@@ -935,3 +935,19 @@ fn row_constructor_enforces_the_invariant() {
         Err("wrong_type")
     );
 }
+
+#[test]
+fn rows_deserialize_only_through_the_invariant() {
+    let ev = change(SourceTable::Wallets, Some("17"), WALLETS_UPDATE);
+    let stored = serde_json::to_string(&ev).expect("serialize");
+    let back: ChangeEvent = serde_json::from_str(&stored).expect("deserialize");
+    assert_eq!(back, ev);
+    // The same bytes with a NOT NULL currency nulled must not come back as a Row.
+    let tampered = stored.replacen(r#"{"Text":"EUR"}"#, r#""Null""#, 1);
+    assert_ne!(tampered, stored);
+    let err = serde_json::from_str::<ChangeEvent>(&tampered).expect_err("invariant");
+    assert!(
+        err.to_string().contains("NOT NULL column `currency`"),
+        "{err}"
+    );
+}
