@@ -7,80 +7,15 @@
 mod support;
 
 use ledgerstream::cdc::{self, ChangeEvent, Decoded, Op, SourceTable};
-use ledgerstream::value::{ColumnType, Value};
+use ledgerstream::value::Value;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use support::{Stack, ledgerstream, run_ok};
+use support::{Stack, TABLES, ledgerstream, load_audit, run_ok};
 
-const TABLES: [SourceTable; 3] = [SourceTable::Users, SourceTable::Wallets, SourceTable::Transactions];
-
-/// One change as the audit trigger saw it.
-#[derive(Debug)]
-struct Audited {
-    op: &'static str,
-    txid: i64,
-    values: BTreeMap<String, Value>,
-}
-
-fn audit_value(ty: ColumnType, v: &serde_json::Value) -> Value {
-    if v.is_null() {
-        return Value::Null;
-    }
-    match ty {
-        ColumnType::Int64 => Value::Int64(v.as_i64().expect("int")),
-        ColumnType::Int32 => Value::Int32(v.as_i64().expect("int") as i32),
-        ColumnType::Bool => Value::Bool(v.as_bool().expect("bool")),
-        ColumnType::Float64 => Value::Float64(v.as_f64().expect("float")),
-        ColumnType::Decimal { scale, .. } => {
-            let f = v.as_f64().expect("numeric");
-            Value::Decimal((f * 10f64.powi(i32::from(scale))).round() as i128)
-        }
-        ColumnType::Text => Value::Text(v.as_str().expect("text").to_string()),
-        ColumnType::TimestampTz => {
-            let s = v.as_str().expect("timestamptz");
-            let dt = chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}"));
-            Value::TimestampTz(dt.timestamp_micros())
-        }
-        ColumnType::Date | ColumnType::Binary => panic!("not in the source schema"),
-    }
-}
-
-fn load_audit(stack: &Stack) -> BTreeMap<(String, i64), Vec<Audited>> {
-    let out = stack.psql("SELECT json_build_array(tbl, op, pk, txid, row_data)::text FROM ls_audit ORDER BY seq");
-    let mut by_key: BTreeMap<(String, i64), Vec<Audited>> = BTreeMap::new();
-    for line in out.lines().filter(|l| !l.trim().is_empty()) {
-        let arr: Vec<serde_json::Value> = serde_json::from_str(line).expect("audit json");
-        let tbl = arr[0].as_str().expect("tbl").to_string();
-        let table = TABLES.iter().find(|t| t.name() == tbl).copied().expect("known table");
-        let op = match arr[1].as_str() {
-            Some("c") => "c",
-            Some("u") => "u",
-            Some("d") => "d",
-            other => panic!("audit op {other:?}"),
-        };
-        let row = arr[4].as_object().expect("row object");
-        let mut values = BTreeMap::new();
-        for spec in table.column_specs() {
-            values.insert(spec.name.clone(), audit_value(spec.ty, &row[&spec.name]));
-        }
-        // Columns added at run time (device_id): text in this schema.
-        for (name, v) in row {
-            if !values.contains_key(name) {
-                values.insert(name.clone(), audit_value(ColumnType::Text, v));
-            }
-        }
-        by_key.entry((tbl, arr[2].as_i64().expect("pk"))).or_default().push(Audited {
-            op,
-            txid: arr[3].as_i64().expect("txid"),
-            values,
-        });
-    }
-    by_key
-}
 
 fn event_values(ev: &ChangeEvent) -> BTreeMap<String, Value> {
     let row = ev.row.as_ref().expect("row image");

@@ -292,3 +292,135 @@ pub fn id_lsn(batches: &[arrow_array::RecordBatch]) -> Vec<(i64, i64)> {
     }
     out
 }
+
+// --- ground truth: the audit log of the source database ---------------------------------------------------
+
+use ledgerstream::cdc::SourceTable;
+use ledgerstream::value::{ColumnType, Value};
+use std::collections::BTreeMap;
+
+pub const TABLES: [SourceTable; 3] = [SourceTable::Users, SourceTable::Wallets, SourceTable::Transactions];
+
+/// One change as the audit trigger saw it.
+#[derive(Debug)]
+pub struct Audited {
+    pub op: &'static str,
+    pub txid: i64,
+    pub values: BTreeMap<String, Value>,
+}
+
+pub fn audit_value(ty: ColumnType, v: &serde_json::Value) -> Value {
+    if v.is_null() {
+        return Value::Null;
+    }
+    match ty {
+        ColumnType::Int64 => Value::Int64(v.as_i64().expect("int")),
+        ColumnType::Int32 => Value::Int32(v.as_i64().expect("int") as i32),
+        ColumnType::Bool => Value::Bool(v.as_bool().expect("bool")),
+        ColumnType::Float64 => Value::Float64(v.as_f64().expect("float")),
+        ColumnType::Decimal { scale, .. } => {
+            let f = v.as_f64().expect("numeric");
+            Value::Decimal((f * 10f64.powi(i32::from(scale))).round() as i128)
+        }
+        ColumnType::Text => Value::Text(v.as_str().expect("text").to_string()),
+        ColumnType::TimestampTz => {
+            let s = v.as_str().expect("timestamptz");
+            let dt = chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            Value::TimestampTz(dt.timestamp_micros())
+        }
+        ColumnType::Date | ColumnType::Binary => panic!("not in the source schema"),
+    }
+}
+
+pub fn load_audit(stack: &Stack) -> BTreeMap<(String, i64), Vec<Audited>> {
+    let out = stack.psql("SELECT json_build_array(tbl, op, pk, txid, row_data)::text FROM ls_audit ORDER BY seq");
+    let mut by_key: BTreeMap<(String, i64), Vec<Audited>> = BTreeMap::new();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let arr: Vec<serde_json::Value> = serde_json::from_str(line).expect("audit json");
+        let tbl = arr[0].as_str().expect("tbl").to_string();
+        let table = TABLES.iter().find(|t| t.name() == tbl).copied().expect("known table");
+        let op = match arr[1].as_str() {
+            Some("c") => "c",
+            Some("u") => "u",
+            Some("d") => "d",
+            other => panic!("audit op {other:?}"),
+        };
+        let row = arr[4].as_object().expect("row object");
+        let mut values = BTreeMap::new();
+        for spec in table.column_specs() {
+            values.insert(spec.name.clone(), audit_value(spec.ty, &row[&spec.name]));
+        }
+        // Columns added at run time (device_id): text in this schema.
+        for (name, v) in row {
+            if !values.contains_key(name) {
+                values.insert(name.clone(), audit_value(ColumnType::Text, v));
+            }
+        }
+        by_key.entry((tbl, arr[2].as_i64().expect("pk"))).or_default().push(Audited {
+            op,
+            txid: arr[3].as_i64().expect("txid"),
+            values,
+        });
+    }
+    by_key
+}
+
+
+/// Rows of Iceberg batches as column-name → value maps (the types the sink writes).
+pub fn arrow_rows(batches: &[arrow_array::RecordBatch]) -> Vec<BTreeMap<String, Value>> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
+    use arrow_schema::DataType;
+    let mut out = Vec::new();
+    for b in batches {
+        let schema = b.schema();
+        let mut rows: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new(); b.num_rows()];
+        for (f, col) in schema.fields().iter().zip(b.columns()) {
+            for (i, row) in rows.iter_mut().enumerate() {
+                let v = if col.is_null(i) {
+                    Value::Null
+                } else {
+                    match f.data_type() {
+                        DataType::Int64 => Value::Int64(col.as_primitive::<Int64Type>().value(i)),
+                        DataType::Int32 => Value::Int32(col.as_primitive::<Int32Type>().value(i)),
+                        DataType::Utf8 => Value::Text(col.as_string::<i32>().value(i).to_string()),
+                        DataType::LargeUtf8 => Value::Text(col.as_string::<i64>().value(i).to_string()),
+                        DataType::Decimal128(_, _) => Value::Decimal(col.as_primitive::<Decimal128Type>().value(i)),
+                        DataType::Timestamp(_, _) => {
+                            Value::TimestampTz(col.as_primitive::<TimestampMicrosecondType>().value(i))
+                        }
+                        DataType::Binary => Value::Binary(col.as_binary::<i32>().value(i).to_vec()),
+                        DataType::LargeBinary => Value::Binary(col.as_binary::<i64>().value(i).to_vec()),
+                        DataType::Boolean => Value::Bool(col.as_boolean().value(i)),
+                        other => panic!("unexpected column type {other} for {}", f.name()),
+                    }
+                };
+                row.insert(f.name().clone(), v);
+            }
+        }
+        out.extend(rows);
+    }
+    out
+}
+
+/// Turns a key's changes, sorted by (lsn, delete first), into audit-comparable `(op, row)`s: a delete and a create
+/// at the same LSN are one update that changed the user id (Debezium splits a key change in two).
+pub fn merge_key_changes<'a>(
+    mut rows: Vec<(&'static str, i64, &'a BTreeMap<String, Value>)>,
+) -> Vec<(&'static str, &'a BTreeMap<String, Value>)> {
+    rows.sort_by_key(|(op, lsn, _)| (*lsn, *op != "d"));
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let (op, lsn, row) = rows[i];
+        if op == "d" && i + 1 < rows.len() && rows[i + 1].1 == lsn && rows[i + 1].0 == "c" {
+            out.push(("u", rows[i + 1].2));
+            i += 2;
+            continue;
+        }
+        out.push((op, row));
+        i += 1;
+    }
+    out
+}
