@@ -771,6 +771,16 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_files_are_valid() {
+        let local = parse(include_str!("../deploy/ledgerstream.local.toml")).unwrap();
+        assert_eq!(local.pipeline.writer_id, "ledgerstream-local");
+        let compose = parse(include_str!("../deploy/ledgerstream/ledgerstream.toml")).unwrap();
+        assert_eq!(compose.kafka.brokers, "kafka:29092");
+        assert!(matches!(compose.iceberg.catalog, CatalogKind::Rest { .. }));
+        assert!(compose.iceberg.s3.is_some_and(|s| s.path_style_access));
+    }
+
+    #[test]
     fn rest_catalog_with_s3() {
         let c = parse(
             r#"
