@@ -6,7 +6,11 @@ use ledgerstream::config::Config;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "ledgerstream", version, about = "Exactly-once CDC from PostgreSQL to Apache Iceberg")]
+#[command(
+    name = "ledgerstream",
+    version,
+    about = "Exactly-once CDC from PostgreSQL to Apache Iceberg"
+)]
 struct Cli {
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LEDGERSTREAM_LOG_FORMAT")]
@@ -68,13 +72,14 @@ fn init_logging(format: LogFormat) {
 fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot install SIGTERM handler");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install SIGTERM handler");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -93,7 +98,8 @@ async fn main() -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Run { config } => {
-            let config = Config::load(&config).with_context(|| format!("config {}", config.display()))?;
+            let config =
+                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
             ledgerstream::pipeline::run(config, shutdown_signal()).await
         }
         Command::Migrate { pg_url } => ledgerstream::generate::migrate(&pg_url).await,
@@ -102,7 +108,8 @@ async fn main() -> anyhow::Result<()> {
             if let Some(p) = args.create_topics {
                 ledgerstream::bench::create_topics(&args.brokers, &args.topic_prefix, p).await?;
             }
-            let report = tokio::task::spawn_blocking(move || ledgerstream::bench::produce(&args)).await??;
+            let report =
+                tokio::task::spawn_blocking(move || ledgerstream::bench::produce(&args)).await??;
             println!(
                 "produced {} events ({} malformed) in {:.2}s: {:?}",
                 report.events,

@@ -10,7 +10,9 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::{Broker, PipelineDir, arrow_rows, ledgerstream, read_table, run_ok, terminate, wait_for};
+use support::{
+    Broker, PipelineDir, arrow_rows, ledgerstream, read_table, run_ok, terminate, wait_for,
+};
 
 const GOOD: usize = 3000;
 
@@ -20,7 +22,13 @@ fn malformed_records_are_quarantined_and_nothing_else_is_lost() {
     let prefix = "bad";
     run_ok(
         ledgerstream()
-            .args(["produce", "--brokers", &broker.brokers(), "--topic-prefix", prefix])
+            .args([
+                "produce",
+                "--brokers",
+                &broker.brokers(),
+                "--topic-prefix",
+                prefix,
+            ])
             .args(["--create-topics", "4", "--events", "0"]),
         "create topics",
     );
@@ -33,8 +41,14 @@ fn malformed_records_are_quarantined_and_nothing_else_is_lost() {
     let topic = |t: &str| format!("{prefix}.public.{t}");
 
     let good: Vec<_> = Synth::new(3, 100).take(GOOD).collect();
-    let valid_tx = String::from_utf8(good.iter().find(|r| r.table.name() == "transactions").unwrap().payload.clone())
-        .unwrap();
+    let valid_tx = String::from_utf8(
+        good.iter()
+            .find(|r| r.table.name() == "transactions")
+            .unwrap()
+            .payload
+            .clone(),
+    )
+    .unwrap();
     let huge = format!(
         r#"{{"before":null,"after":{{"id":1,"email":"{}","full_name":"x","country":"US","kyc_status":"v","risk_tier":"l","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}},"source":{{"ts_ms":1,"lsn":1,"table":"users"}},"op":"c"}}"#,
         "a".repeat(5 << 20)
@@ -42,11 +56,37 @@ fn malformed_records_are_quarantined_and_nothing_else_is_lost() {
     // (topic, payload, expected error kind)
     let bad: Vec<(String, Vec<u8>, &str)> = vec![
         (topic("users"), b"{not json".to_vec(), "invalid_json"),
-        (topic("wallets"), valid_tx.as_bytes()[..valid_tx.len() / 3].to_vec(), "invalid_json"),
-        (topic("transactions"), valid_tx.replace(r#""amount":""#, r#""amount":{"x":1},"was":""#).into_bytes(), "wrong_type"),
-        (topic("transactions"), valid_tx.replace(r#""id":"#, r#""id":"seven","was":"#).into_bytes(), "wrong_type"),
-        (topic("transactions"), valid_tx.replace(r#""amount":"#, r#""amount":"12.345.6","was":"#).into_bytes(), "bad_decimal"),
-        (topic("transactions"), valid_tx.replace(r#""op":"c""#, r#""op":"x""#).into_bytes(), "unknown_op"),
+        (
+            topic("wallets"),
+            valid_tx.as_bytes()[..valid_tx.len() / 3].to_vec(),
+            "invalid_json",
+        ),
+        (
+            topic("transactions"),
+            valid_tx
+                .replace(r#""amount":""#, r#""amount":{"x":1},"was":""#)
+                .into_bytes(),
+            "wrong_type",
+        ),
+        (
+            topic("transactions"),
+            valid_tx
+                .replace(r#""id":"#, r#""id":"seven","was":"#)
+                .into_bytes(),
+            "wrong_type",
+        ),
+        (
+            topic("transactions"),
+            valid_tx
+                .replace(r#""amount":"#, r#""amount":"12.345.6","was":"#)
+                .into_bytes(),
+            "bad_decimal",
+        ),
+        (
+            topic("transactions"),
+            valid_tx.replace(r#""op":"c""#, r#""op":"x""#).into_bytes(),
+            "unknown_op",
+        ),
         (topic("users"), b"[1,2,3]".to_vec(), "not_an_object"),
         (topic("users"), huge.into_bytes(), "too_large"),
     ];
@@ -57,33 +97,52 @@ fn malformed_records_are_quarantined_and_nothing_else_is_lost() {
     for (i, r) in good.iter().enumerate() {
         let key = r.key.to_string();
         let t = topic(r.table.name());
-        producer.send(BaseRecord::to(&t).key(&key).payload(&r.payload)).expect("send good");
+        producer
+            .send(BaseRecord::to(&t).key(&key).payload(&r.payload))
+            .expect("send good");
         if i % every == every - 1
             && let Some((t, payload, _)) = bad_iter.next()
         {
-            producer.send(BaseRecord::to(t).key("1").payload(payload)).expect("send bad");
+            producer
+                .send(BaseRecord::to(t).key("1").payload(payload))
+                .expect("send bad");
         }
         producer.poll(Duration::ZERO);
     }
     for (t, payload, _) in bad_iter {
-        producer.send(BaseRecord::to(t).key("1").payload(payload)).expect("send bad");
+        producer
+            .send(BaseRecord::to(t).key("1").payload(payload))
+            .expect("send bad");
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
 
     let p = PipelineDir::new("bad", &broker.brokers(), prefix, "500ms");
     let mut run = p.spawn(&[]);
     let total = |t: &str| -> usize {
-        read_table(&p.catalog_db(), &p.warehouse(), t).iter().map(|b| b.num_rows()).sum()
+        read_table(&p.catalog_db(), &p.warehouse(), t)
+            .iter()
+            .map(|b| b.num_rows())
+            .sum()
     };
     let done = wait_for(Duration::from_secs(120), || {
-        let good_rows: usize = ["users_changes", "wallets_changes", "transactions_changes"].iter().map(|t| total(t)).sum();
+        let good_rows: usize = ["users_changes", "wallets_changes", "transactions_changes"]
+            .iter()
+            .map(|t| total(t))
+            .sum();
         (good_rows >= GOOD && total("quarantine") >= bad.len()).then_some(())
     });
     let status = terminate(&mut run, Duration::from_secs(60));
     assert!(done.is_some(), "not all rows committed; log:\n{}", p.log());
-    assert!(status.success(), "pipeline failed: {status}; log:\n{}", p.log());
+    assert!(
+        status.success(),
+        "pipeline failed: {status}; log:\n{}",
+        p.log()
+    );
 
-    let good_rows: usize = ["users_changes", "wallets_changes", "transactions_changes"].iter().map(|t| total(t)).sum();
+    let good_rows: usize = ["users_changes", "wallets_changes", "transactions_changes"]
+        .iter()
+        .map(|t| total(t))
+        .sum();
     assert_eq!(good_rows, GOOD, "every good record committed once");
 
     let q = read_table(&p.catalog_db(), &p.warehouse(), "quarantine");
@@ -94,7 +153,9 @@ fn malformed_records_are_quarantined_and_nothing_else_is_lost() {
         if let ledgerstream::value::Value::Text(k) = &r["error_kind"] {
             *kinds.entry(k.clone()).or_default() += 1;
         }
-        assert!(matches!(r["error_message"], ledgerstream::value::Value::Text(ref m) if !m.is_empty()));
+        assert!(
+            matches!(r["error_message"], ledgerstream::value::Value::Text(ref m) if !m.is_empty())
+        );
     }
     let mut want: BTreeMap<String, usize> = BTreeMap::new();
     for (_, _, k) in &bad {
@@ -109,9 +170,16 @@ fn malformed_records_are_quarantined_and_nothing_else_is_lost() {
             _ => 0,
         })
         .collect();
-    assert!(sizes.iter().any(|s| *s > 5 << 20), "the 5 MB payload is preserved: {sizes:?}");
+    assert!(
+        sizes.iter().any(|s| *s > 5 << 20),
+        "the 5 MB payload is preserved: {sizes:?}"
+    );
     let offsets = q.iter().flat_map(|b| {
-        let col = b.column_by_name("kafka_offset").expect("kafka_offset").as_primitive::<Int64Type>().clone();
+        let col = b
+            .column_by_name("kafka_offset")
+            .expect("kafka_offset")
+            .as_primitive::<Int64Type>()
+            .clone();
         (0..col.len()).map(move |i| col.value(i))
     });
     assert_eq!(offsets.count(), bad.len());

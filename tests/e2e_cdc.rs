@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use support::{Stack, TABLES, ledgerstream, load_audit, run_ok};
 
-
 fn event_values(ev: &ChangeEvent) -> BTreeMap<String, Value> {
     let row = ev.row.as_ref().expect("row image");
     let mut values = BTreeMap::new();
@@ -71,7 +70,8 @@ fn debezium_delivers_every_committed_change_co_partitioned() {
     let mut tpl = TopicPartitionList::new();
     for t in TABLES {
         for p in 0..stack.partitions as i32 {
-            tpl.add_partition_offset(&t.topic("fintech"), p, Offset::Beginning).expect("tpl");
+            tpl.add_partition_offset(&t.topic("fintech"), p, Offset::Beginning)
+                .expect("tpl");
         }
     }
     consumer.assign(&tpl).expect("assign");
@@ -87,7 +87,12 @@ fn debezium_delivers_every_committed_change_co_partitioned() {
                 idle_since = Instant::now();
                 let table = SourceTable::from_topic("fintech", m.topic()).expect("known topic");
                 match cdc::decode(table, m.key(), m.payload()).unwrap_or_else(|e| {
-                    panic!("undecodable record {}[{}]@{}: {e}", m.topic(), m.partition(), m.offset())
+                    panic!(
+                        "undecodable record {}[{}]@{}: {e}",
+                        m.topic(),
+                        m.partition(),
+                        m.offset()
+                    )
                 }) {
                     Decoded::Tombstone { .. } => tombstones += 1,
                     Decoded::Change(ev) => received.push(Received {
@@ -105,7 +110,10 @@ fn debezium_delivers_every_committed_change_co_partitioned() {
             }
         }
     }
-    assert!(tombstones >= deletes, "{tombstones} tombstones for {deletes} deletes");
+    assert!(
+        tombstones >= deletes,
+        "{tombstones} tombstones for {deletes} deletes"
+    );
 
     // Group per (table, pk), in Kafka order within a partition; check LSNs increase in that order.
     let mut by_key: BTreeMap<(String, i64), Vec<&Received>> = BTreeMap::new();
@@ -119,7 +127,11 @@ fn debezium_delivers_every_committed_change_co_partitioned() {
         let mut last: HashMap<i32, (i64, u64)> = HashMap::new();
         for r in rs {
             if let Some((off, lsn)) = last.get(&r.partition) {
-                assert!(r.offset > *off && r.ev.lsn.0 >= *lsn, "{t}/{pk}: LSN order broken in partition {}", r.partition);
+                assert!(
+                    r.offset > *off && r.ev.lsn.0 >= *lsn,
+                    "{t}/{pk}: LSN order broken in partition {}",
+                    r.partition
+                );
             }
             last.insert(r.partition, (r.offset, r.ev.lsn.0));
         }
@@ -141,7 +153,11 @@ fn debezium_delivers_every_committed_change_co_partitioned() {
                 Op::Delete => "d",
                 Op::Truncate => panic!("unexpected truncate"),
             };
-            if op == "d" && i + 1 < rs.len() && rs[i + 1].ev.lsn == ev.lsn && rs[i + 1].ev.op == Op::Create {
+            if op == "d"
+                && i + 1 < rs.len()
+                && rs[i + 1].ev.lsn == ev.lsn
+                && rs[i + 1].ev.op == Op::Create
+            {
                 changes.push(("u", &rs[i + 1].ev));
                 i += 2;
                 continue;
@@ -171,9 +187,15 @@ fn debezium_delivers_every_committed_change_co_partitioned() {
         }
     }
     assert_eq!(compared, expected);
-    assert!(device_id_seen, "the live ADD COLUMN device_id never reached Kafka");
+    assert!(
+        device_id_seen,
+        "the live ADD COLUMN device_id never reached Kafka"
+    );
     let extra_keys: Vec<_> = by_key.keys().filter(|k| !audit.contains_key(*k)).collect();
-    assert!(extra_keys.is_empty(), "changes in Kafka without a source change: {extra_keys:?}");
+    assert!(
+        extra_keys.is_empty(),
+        "changes in Kafka without a source change: {extra_keys:?}"
+    );
 
     // Co-partitioning: every record keyed by a user id sits in the same partition, whatever its topic.
     let mut home: HashMap<i64, (i32, &'static str)> = HashMap::new();
@@ -193,9 +215,18 @@ fn debezium_delivers_every_committed_change_co_partitioned() {
     }
     let users_in_all_three = home
         .keys()
-        .filter(|u| TABLES.iter().all(|t| received.iter().any(|r| r.ev.key == Some(**u) && r.ev.table == *t)))
+        .filter(|u| {
+            TABLES.iter().all(|t| {
+                received
+                    .iter()
+                    .any(|r| r.ev.key == Some(**u) && r.ev.table == *t)
+            })
+        })
         .count();
-    assert!(keyed > 0 && users_in_all_three > 10, "{users_in_all_three} users seen in all three topics");
+    assert!(
+        keyed > 0 && users_in_all_three > 10,
+        "{users_in_all_three} users seen in all three topics"
+    );
     println!(
         "compared {compared} changes ({deletes} deletes, {tombstones} tombstones); {} users in {} partitions",
         home.len(),

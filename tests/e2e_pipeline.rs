@@ -12,7 +12,8 @@ use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use support::{
-    PipelineDir, Stack, arrow_rows, load_audit, merge_key_changes, read_table, terminate, venv_python, wait_for,
+    PipelineDir, Stack, arrow_rows, load_audit, merge_key_changes, read_table, terminate,
+    venv_python, wait_for,
 };
 
 const CHANGES: u64 = 6000;
@@ -57,7 +58,14 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
     let mut generator = support::ledgerstream()
         .args(["generate", "--pg-url", &stack.pg_url(), "--seed", "5"])
         .args(["--max-changes", &CHANGES.to_string(), "--rate", "300/s"])
-        .args(["--evolve-after", "3000", "--bad-row-rate", "0.02", "--fraud-rate", "0.02"])
+        .args([
+            "--evolve-after",
+            "3000",
+            "--bad-row-rate",
+            "0.02",
+            "--fraud-rate",
+            "0.02",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -72,24 +80,41 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
             stack.run(&["restart", "connect"]);
         }
         if let Ok(Some(status)) = run.try_wait() {
-            panic!("pipeline exited on its own ({status}) in round {round}; log:\n{}", p.log());
+            panic!(
+                "pipeline exited on its own ({status}) in round {round}; log:\n{}",
+                p.log()
+            );
         }
         run.kill().expect("kill -9");
         run.wait().expect("reap");
         kills += 1;
     }
-    assert!(generator.wait().expect("generator").success(), "generator failed");
+    assert!(
+        generator.wait().expect("generator").success(),
+        "generator failed"
+    );
 
     let want = expected_rows(&stack);
     let mut run = p.spawn(&[]);
     let caught_up = wait_for(Duration::from_secs(240), || {
         let have = counts(&p);
-        want.iter().all(|(t, n)| have.get(t).copied().unwrap_or(0) >= *n).then_some(())
+        want.iter()
+            .all(|(t, n)| have.get(t).copied().unwrap_or(0) >= *n)
+            .then_some(())
     });
     let status = terminate(&mut run, Duration::from_secs(60));
-    assert!(caught_up.is_some(), "expected {want:?}, have {:?}; log:\n{}", counts(&p), p.log());
+    assert!(
+        caught_up.is_some(),
+        "expected {want:?}, have {:?}; log:\n{}",
+        counts(&p),
+        p.log()
+    );
     assert!(status.success(), "drain failed: {status}");
-    assert_eq!(counts(&p), want, "exact row counts per table after {kills} kills");
+    assert_eq!(
+        counts(&p),
+        want,
+        "exact row counts per table after {kills} kills"
+    );
 
     // Row by row against the audit log.
     let audit = load_audit(&stack);
@@ -97,8 +122,14 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
     for t in ["users", "wallets", "transactions"] {
         let rows = arrow_rows(&read_table(&p.catalog_db(), &p.warehouse(), &changelog(t)));
         let mut seen = std::collections::HashSet::new();
-        let mut by_id: HashMap<i64, Vec<(&'static str, i64, &BTreeMap<String, ledgerstream::value::Value>)>> =
-            HashMap::new();
+        let mut by_id: HashMap<
+            i64,
+            Vec<(
+                &'static str,
+                i64,
+                &BTreeMap<String, ledgerstream::value::Value>,
+            )>,
+        > = HashMap::new();
         for r in &rows {
             let id = match r["id"] {
                 ledgerstream::value::Value::Int64(v) => v,
@@ -114,12 +145,19 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
                 ledgerstream::value::Value::Text(s) if s == "d" => "d",
                 v => panic!("op {v:?}"),
             };
-            assert!(seen.insert((id, lsn, op)), "{t}: duplicate row id={id} lsn={lsn} op={op}");
+            assert!(
+                seen.insert((id, lsn, op)),
+                "{t}: duplicate row id={id} lsn={lsn} op={op}"
+            );
             by_id.entry(id).or_default().push((op, lsn, r));
         }
         for ((tbl, pk), audited) in audit.iter().filter(|((tbl, _), _)| tbl == t) {
             let changes = merge_key_changes(by_id.remove(pk).unwrap_or_default());
-            assert_eq!(changes.len(), audited.len(), "{tbl}/{pk}: changes in Iceberg vs audit log");
+            assert_eq!(
+                changes.len(),
+                audited.len(),
+                "{tbl}/{pk}: changes in Iceberg vs audit log"
+            );
             for ((op, row), a) in changes.iter().zip(audited) {
                 assert_eq!(*op, a.op, "{tbl}/{pk}");
                 for (name, want) in &a.values {
@@ -129,7 +167,11 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
                 compared += 1;
             }
         }
-        assert!(by_id.is_empty(), "{t}: rows without a source change: {:?}", by_id.keys().take(5).collect::<Vec<_>>());
+        assert!(
+            by_id.is_empty(),
+            "{t}: rows without a source change: {:?}",
+            by_id.keys().take(5).collect::<Vec<_>>()
+        );
     }
     let audited: usize = audit.values().map(Vec::len).sum();
     assert_eq!(compared, audited);
@@ -151,7 +193,11 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
                 .arg(support::repo_root().join("scripts/lakehouse.py"))
                 .arg("--catalog")
                 .arg(p.catalog_db())
-                .args(["sql", &format!("SELECT count(*) AS n FROM {}", changelog(t)), "--json"]),
+                .args([
+                    "sql",
+                    &format!("SELECT count(*) AS n FROM {}", changelog(t)),
+                    "--json",
+                ]),
             "duckdb count",
         );
         let n: serde_json::Value = serde_json::from_str(duck.trim()).expect("duckdb json");

@@ -22,7 +22,10 @@ const BAD_EVERY: u64 = 997;
 fn expected() -> (BTreeMap<&'static str, BTreeSet<(i64, i64)>>, usize) {
     let mut by_table: BTreeMap<&'static str, BTreeSet<(i64, i64)>> = BTreeMap::new();
     let mut bad = 0;
-    for r in Synth::new(SEED, USERS).with_bad_every(BAD_EVERY).take(EVENTS as usize) {
+    for r in Synth::new(SEED, USERS)
+        .with_bad_every(BAD_EVERY)
+        .take(EVENTS as usize)
+    {
         if r.op.is_none() {
             bad += 1;
             continue;
@@ -43,17 +46,32 @@ fn produce(brokers: &str, prefix: &str, rate: u64) -> std::process::Child {
     ledgerstream()
         .args(["produce", "--brokers", brokers, "--topic-prefix", prefix])
         .args(["--events", &EVENTS.to_string(), "--seed", &SEED.to_string()])
-        .args(["--users", &USERS.to_string(), "--bad-every", &BAD_EVERY.to_string()])
+        .args([
+            "--users",
+            &USERS.to_string(),
+            "--bad-every",
+            &BAD_EVERY.to_string(),
+        ])
         .args(["--rate", &rate.to_string()])
         .spawn()
         .expect("spawn producer")
 }
 
 fn total_rows(p: &PipelineDir) -> usize {
-    ["users_changes", "wallets_changes", "transactions_changes", "quarantine"]
-        .iter()
-        .map(|t| read_table(&p.catalog_db(), &p.warehouse(), t).iter().map(|b| b.num_rows()).sum::<usize>())
-        .sum()
+    [
+        "users_changes",
+        "wallets_changes",
+        "transactions_changes",
+        "quarantine",
+    ]
+    .iter()
+    .map(|t| {
+        read_table(&p.catalog_db(), &p.warehouse(), t)
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>()
+    })
+    .sum()
 }
 
 /// Runs the scenario: crash at `failpoint` (after `skip` earlier hits), restart, drain, compare.
@@ -61,45 +79,84 @@ fn crash_and_recover(name: &str, failpoint: &str, skip: u32) {
     let broker = Broker::start();
     let prefix = format!("fp{}", name.replace('_', ""));
     run_ok(
-        ledgerstream().args(["produce", "--brokers", &broker.brokers(), "--topic-prefix", &prefix])
+        ledgerstream()
+            .args([
+                "produce",
+                "--brokers",
+                &broker.brokers(),
+                "--topic-prefix",
+                &prefix,
+            ])
             .args(["--create-topics", "4", "--events", "0"]),
         "create topics",
     );
     let p = PipelineDir::new(name, &broker.brokers(), &prefix, "300ms");
     let mut producer = produce(&broker.brokers(), &prefix, 4_000);
 
-    let actions = if skip == 0 { "return".to_string() } else { format!("{skip}*off->return") };
+    let actions = if skip == 0 {
+        "return".to_string()
+    } else {
+        format!("{skip}*off->return")
+    };
     let mut crashing = p.spawn(&[("FAILPOINTS", &format!("{failpoint}={actions}"))]);
-    let status = wait_for(Duration::from_secs(60), || crashing.try_wait().ok().flatten())
-        .unwrap_or_else(|| {
-            let _ = crashing.kill();
-            panic!("failpoint {failpoint} never hit; log:\n{}", p.log())
-        });
+    let status = wait_for(Duration::from_secs(60), || {
+        crashing.try_wait().ok().flatten()
+    })
+    .unwrap_or_else(|| {
+        let _ = crashing.kill();
+        panic!("failpoint {failpoint} never hit; log:\n{}", p.log())
+    });
     assert!(!status.success(), "the crashing run must die, got {status}");
-    assert!(p.log().contains(&format!("failpoint {failpoint} hit")), "log:\n{}", p.log());
+    assert!(
+        p.log().contains(&format!("failpoint {failpoint} hit")),
+        "log:\n{}",
+        p.log()
+    );
 
     let mut run = p.spawn(&[]);
     assert!(producer.wait().expect("producer").success());
     let (expected, bad) = expected();
     let want: usize = expected.values().map(BTreeSet::len).sum::<usize>() + bad;
-    let caught_up = wait_for(Duration::from_secs(120), || (total_rows(&p) >= want).then_some(()));
+    let caught_up = wait_for(Duration::from_secs(120), || {
+        (total_rows(&p) >= want).then_some(())
+    });
     let status = terminate(&mut run, Duration::from_secs(60));
-    assert!(caught_up.is_some(), "only {} of {want} rows committed; log:\n{}", total_rows(&p), p.log());
-    assert!(status.success(), "drain failed: {status}; log:\n{}", p.log());
+    assert!(
+        caught_up.is_some(),
+        "only {} of {want} rows committed; log:\n{}",
+        total_rows(&p),
+        p.log()
+    );
+    assert!(
+        status.success(),
+        "drain failed: {status}; log:\n{}",
+        p.log()
+    );
 
     for (table, want) in &expected {
         let rows = id_lsn(&read_table(&p.catalog_db(), &p.warehouse(), table));
         let got: BTreeSet<(i64, i64)> = rows.iter().copied().collect();
-        assert_eq!(rows.len(), got.len(), "{table}: {} duplicate rows", rows.len() - got.len());
+        assert_eq!(
+            rows.len(),
+            got.len(),
+            "{table}: {} duplicate rows",
+            rows.len() - got.len()
+        );
         let missing: Vec<_> = want.difference(&got).take(5).collect();
         let extra: Vec<_> = got.difference(want).take(5).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "{table}: missing {missing:?}, unexpected {extra:?}");
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{table}: missing {missing:?}, unexpected {extra:?}"
+        );
     }
     let quarantined: usize = read_table(&p.catalog_db(), &p.warehouse(), "quarantine")
         .iter()
         .map(|b| b.num_rows())
         .sum();
-    assert_eq!(quarantined, bad, "every malformed record quarantined exactly once");
+    assert_eq!(
+        quarantined, bad,
+        "every malformed record quarantined exactly once"
+    );
     let _ = std::fs::remove_dir_all(&p.dir);
     drop(broker);
 }
@@ -138,4 +195,3 @@ fn crash_during_partition_state_checkpoint() {
 fn crash_at_the_very_first_checkpoint() {
     crash_and_recover("first_checkpoint", "committer::after_first_table", 0);
 }
-

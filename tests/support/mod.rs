@@ -14,7 +14,9 @@ pub fn repo_root() -> PathBuf {
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("LEDGERSTREAM_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ledgerstream"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ledgerstream")
+        })
 }
 
 pub fn venv_python() -> PathBuf {
@@ -95,7 +97,10 @@ impl Stack {
     }
 
     pub fn pg_url(&self) -> String {
-        format!("postgres://ledgerstream:ledgerstream@127.0.0.1:{}/fintech", self.pg_port)
+        format!(
+            "postgres://ledgerstream:ledgerstream@127.0.0.1:{}/fintech",
+            self.pg_port
+        )
     }
 
     pub fn brokers(&self) -> String {
@@ -105,7 +110,18 @@ impl Stack {
     /// Runs SQL through psql against the source database and returns its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.pg_url(), "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.pg_url(),
+                "-c",
+                sql,
+            ])
             .output()
             .expect("psql");
         check(out, &format!("psql {sql}"))
@@ -113,7 +129,15 @@ impl Stack {
 
     pub fn psql_file(&self, path: &Path) -> String {
         let out = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.pg_url(), "-f"])
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.pg_url(),
+                "-f",
+            ])
             .arg(path)
             .output()
             .expect("psql");
@@ -165,12 +189,23 @@ impl Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let tansu = cache_dir().join("tools/bin/tansu");
         let child = Command::new(&tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} (run stack/bootstrap.sh): {e}", tansu.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} (run stack/bootstrap.sh): {e}",
+                    tansu.display()
+                )
+            });
         let broker = Broker { port, child };
         let up = wait_for(Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
@@ -246,7 +281,9 @@ impl PipelineDir {
 
 /// Sends SIGTERM and waits for a clean exit.
 pub fn terminate(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let status = wait_for(within, || child.try_wait().ok().flatten());
     match status {
         Some(s) => s,
@@ -258,9 +295,16 @@ pub fn terminate(child: &mut std::process::Child, within: Duration) -> std::proc
 }
 
 /// Reads every row of an Iceberg table of the embedded catalog as Arrow batches.
-pub fn read_table(catalog_db: &Path, warehouse: &Path, table: &str) -> Vec<arrow_array::RecordBatch> {
+pub fn read_table(
+    catalog_db: &Path,
+    warehouse: &Path,
+    table: &str,
+) -> Vec<arrow_array::RecordBatch> {
     use futures::TryStreamExt;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let cfg = ledgerstream::sink::CatalogConfig::Sql {
             uri: format!("sqlite://{}", catalog_db.display()),
@@ -268,12 +312,20 @@ pub fn read_table(catalog_db: &Path, warehouse: &Path, table: &str) -> Vec<arrow
             name: "ledgerstream".into(),
             s3: None,
         };
-        let catalog = ledgerstream::sink::SinkCatalog::connect(&cfg, "fintech").await.expect("catalog");
+        let catalog = ledgerstream::sink::SinkCatalog::connect(&cfg, "fintech")
+            .await
+            .expect("catalog");
         let t = catalog.load_table(table).await.expect("load table");
         if t.metadata().current_snapshot().is_none() {
             return Vec::new();
         }
-        let stream = t.scan().build().expect("scan").to_arrow().await.expect("to_arrow");
+        let stream = t
+            .scan()
+            .build()
+            .expect("scan")
+            .to_arrow()
+            .await
+            .expect("to_arrow");
         stream.try_collect::<Vec<_>>().await.expect("read batches")
     })
 }
@@ -284,8 +336,14 @@ pub fn id_lsn(batches: &[arrow_array::RecordBatch]) -> Vec<(i64, i64)> {
     use arrow_array::types::Int64Type;
     let mut out = Vec::new();
     for b in batches {
-        let ids = b.column_by_name("id").expect("id column").as_primitive::<Int64Type>();
-        let lsns = b.column_by_name("lsn").expect("lsn column").as_primitive::<Int64Type>();
+        let ids = b
+            .column_by_name("id")
+            .expect("id column")
+            .as_primitive::<Int64Type>();
+        let lsns = b
+            .column_by_name("lsn")
+            .expect("lsn column")
+            .as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
             out.push((ids.value(i), lsns.value(i)));
         }
@@ -299,7 +357,11 @@ use ledgerstream::cdc::SourceTable;
 use ledgerstream::value::{ColumnType, Value};
 use std::collections::BTreeMap;
 
-pub const TABLES: [SourceTable; 3] = [SourceTable::Users, SourceTable::Wallets, SourceTable::Transactions];
+pub const TABLES: [SourceTable; 3] = [
+    SourceTable::Users,
+    SourceTable::Wallets,
+    SourceTable::Transactions,
+];
 
 /// One change as the audit trigger saw it.
 #[derive(Debug)]
@@ -333,12 +395,18 @@ pub fn audit_value(ty: ColumnType, v: &serde_json::Value) -> Value {
 }
 
 pub fn load_audit(stack: &Stack) -> BTreeMap<(String, i64), Vec<Audited>> {
-    let out = stack.psql("SELECT json_build_array(tbl, op, pk, txid, row_data)::text FROM ls_audit ORDER BY seq");
+    let out = stack.psql(
+        "SELECT json_build_array(tbl, op, pk, txid, row_data)::text FROM ls_audit ORDER BY seq",
+    );
     let mut by_key: BTreeMap<(String, i64), Vec<Audited>> = BTreeMap::new();
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
         let arr: Vec<serde_json::Value> = serde_json::from_str(line).expect("audit json");
         let tbl = arr[0].as_str().expect("tbl").to_string();
-        let table = TABLES.iter().find(|t| t.name() == tbl).copied().expect("known table");
+        let table = TABLES
+            .iter()
+            .find(|t| t.name() == tbl)
+            .copied()
+            .expect("known table");
         let op = match arr[1].as_str() {
             Some("c") => "c",
             Some("u") => "u",
@@ -356,15 +424,17 @@ pub fn load_audit(stack: &Stack) -> BTreeMap<(String, i64), Vec<Audited>> {
                 values.insert(name.clone(), audit_value(ColumnType::Text, v));
             }
         }
-        by_key.entry((tbl, arr[2].as_i64().expect("pk"))).or_default().push(Audited {
-            op,
-            txid: arr[3].as_i64().expect("txid"),
-            values,
-        });
+        by_key
+            .entry((tbl, arr[2].as_i64().expect("pk")))
+            .or_default()
+            .push(Audited {
+                op,
+                txid: arr[3].as_i64().expect("txid"),
+                values,
+            });
     }
     by_key
 }
-
 
 /// Rows of Iceberg batches as column-name → value maps (the types the sink writes).
 pub fn arrow_rows(batches: &[arrow_array::RecordBatch]) -> Vec<BTreeMap<String, Value>> {
@@ -385,13 +455,19 @@ pub fn arrow_rows(batches: &[arrow_array::RecordBatch]) -> Vec<BTreeMap<String, 
                         DataType::Int64 => Value::Int64(col.as_primitive::<Int64Type>().value(i)),
                         DataType::Int32 => Value::Int32(col.as_primitive::<Int32Type>().value(i)),
                         DataType::Utf8 => Value::Text(col.as_string::<i32>().value(i).to_string()),
-                        DataType::LargeUtf8 => Value::Text(col.as_string::<i64>().value(i).to_string()),
-                        DataType::Decimal128(_, _) => Value::Decimal(col.as_primitive::<Decimal128Type>().value(i)),
-                        DataType::Timestamp(_, _) => {
-                            Value::TimestampTz(col.as_primitive::<TimestampMicrosecondType>().value(i))
+                        DataType::LargeUtf8 => {
+                            Value::Text(col.as_string::<i64>().value(i).to_string())
                         }
+                        DataType::Decimal128(_, _) => {
+                            Value::Decimal(col.as_primitive::<Decimal128Type>().value(i))
+                        }
+                        DataType::Timestamp(_, _) => Value::TimestampTz(
+                            col.as_primitive::<TimestampMicrosecondType>().value(i),
+                        ),
                         DataType::Binary => Value::Binary(col.as_binary::<i32>().value(i).to_vec()),
-                        DataType::LargeBinary => Value::Binary(col.as_binary::<i64>().value(i).to_vec()),
+                        DataType::LargeBinary => {
+                            Value::Binary(col.as_binary::<i64>().value(i).to_vec())
+                        }
                         DataType::Boolean => Value::Bool(col.as_boolean().value(i)),
                         other => panic!("unexpected column type {other} for {}", f.name()),
                     }
