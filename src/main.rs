@@ -1,7 +1,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "ledgerstream", version, about = "Exactly-once CDC from PostgreSQL to Apache Iceberg")]
+#[command(
+    name = "ledgerstream",
+    version,
+    about = "Exactly-once CDC from PostgreSQL to Apache Iceberg"
+)]
 enum Cli {}
 
 fn main() -> anyhow::Result<()> {
