@@ -2,5 +2,6 @@
 //!
 //! The module list reads as the data flow; see `ARCHITECTURE.md`.
 
+pub mod generate;
 pub mod types;
 pub mod value;
