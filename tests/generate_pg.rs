@@ -45,7 +45,7 @@ fn args(url: String, seed: u64, max_changes: u64, truth: &Path) -> GenerateArgs 
         max_changes: Some(max_changes),
         evolve_after: Some(1_000),
         fraud_rate: Probability(0.05),
-        bad_row_rate: Probability(0.03),
+        bad_row_rate: Probability(0.05),
         truth_out: Some(truth.to_path_buf()),
         no_progress: true,
         ..GenerateArgs::new(url)

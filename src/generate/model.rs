@@ -30,6 +30,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
+mod fraud;
+
 /// Home countries and the currency of the first wallet opened there.
 const COUNTRIES: &[(&str, &str)] = &[
     ("DE", "EUR"),
@@ -273,10 +275,6 @@ impl<T: Copy + Eq + Hash> IdList<T> {
             Some(self.items[rng.random_range(0..self.items.len())])
         }
     }
-
-    fn len(&self) -> usize {
-        self.items.len()
-    }
 }
 
 #[derive(Debug)]
@@ -286,9 +284,6 @@ struct UserState {
     norm: i64,
     profile: UserProfile,
     wallets: Vec<WalletId>,
-    /// Transactions on any of the user's wallets; only users without any may be deleted, so no transaction
-    /// ever points at a deleted wallet or user.
-    tx_count: u64,
     /// The user's usual device, used for `device_id` once the schema has evolved.
     device: u32,
 }
@@ -300,7 +295,6 @@ struct WalletState {
     /// Cents.
     balance: i64,
     status: WalletStatus,
-    tx_count: u64,
     /// In a multi-step fraud episode: kept out of normal debits, freezes, failed deposits and other episodes so
     /// the episode's planned amounts stay valid.
     busy: bool,
@@ -403,9 +397,14 @@ pub struct Model {
     evolved: bool,
     users: HashMap<UserId, UserState>,
     user_list: IdList<UserId>,
+    /// Users without any transaction: the only ones that may be deleted, so no transaction ever points at a
+    /// deleted wallet or user.
+    idle_users: IdList<UserId>,
     wallets: HashMap<WalletId, WalletState>,
     wallet_list: IdList<WalletId>,
     frozen: IdList<WalletId>,
+    /// Wallets without any transaction: the only ones that may be deleted.
+    unused_wallets: IdList<WalletId>,
     pending: Vec<PendingTx>,
     refundable: VecDeque<Refundable>,
     episodes: BTreeMap<u64, Episode>,
@@ -427,9 +426,11 @@ impl Model {
             evolved: false,
             users: HashMap::new(),
             user_list: IdList::default(),
+            idle_users: IdList::default(),
             wallets: HashMap::new(),
             wallet_list: IdList::default(),
             frozen: IdList::default(),
+            unused_wallets: IdList::default(),
             pending: Vec::new(),
             refundable: VecDeque::new(),
             episodes: BTreeMap::new(),
@@ -542,6 +543,7 @@ impl Model {
             roll -= w;
         }
         let chosen = match kind {
+            ActionKind::Signup => Some(self.signup()),
             ActionKind::ProfileUpdate => self.profile_update(),
             ActionKind::Deposit => self.deposit(None),
             ActionKind::Withdrawal => self.withdrawal(),
@@ -553,7 +555,7 @@ impl Model {
             ActionKind::UnfreezeWallet => self.unfreeze(),
             ActionKind::DeleteUser => self.delete_user(),
             ActionKind::DeleteWallet => self.delete_wallet(),
-            ActionKind::Signup | ActionKind::Settle | ActionKind::EvolveSchema => None,
+            ActionKind::Settle | ActionKind::EvolveSchema => None,
         };
         // Early in a run most choices have nothing to act on; a deposit or a signup always can.
         chosen
@@ -651,16 +653,14 @@ impl Model {
             -(spec.amount + spec.fee)
         };
         w.balance += fx;
-        w.tx_count += 1;
         let balance = w.balance;
         let currency = if spec.defect == Some(Defect::UnknownCurrency) {
             UNKNOWN_CURRENCY
         } else {
             w.currency
         };
-        if let Some(u) = self.users.get_mut(&user) {
-            u.tx_count += 1;
-        }
+        self.idle_users.remove(user);
+        self.unused_wallets.remove(spec.wallet);
         d.changes.push(RowChange::InsertTransaction(TransactionRow {
             id,
             wallet_id: spec.wallet,
@@ -781,11 +781,11 @@ impl Model {
                     currency,
                     balance: 0,
                     status: WalletStatus::Active,
-                    tx_count: 0,
                     busy: false,
                 },
             );
             self.wallet_list.insert(wid);
+            self.unused_wallets.insert(wid);
             wallets.push(wid);
         }
         self.users.insert(
@@ -795,11 +795,11 @@ impl Model {
                 norm,
                 profile,
                 wallets,
-                tx_count: 0,
                 device,
             },
         );
         self.user_list.insert(id);
+        self.idle_users.insert(id);
         d
     }
 
@@ -1076,14 +1076,16 @@ impl Model {
         self.wallets.remove(&id);
         self.wallet_list.remove(id);
         self.frozen.remove(id);
+        self.unused_wallets.remove(id);
     }
 
     /// Deletes a user who never transacted, wallets first. Users with transactions are never deleted, so every
     /// transaction's wallet and user keep existing.
     fn delete_user(&mut self) -> Option<Draft> {
-        let id = self.pick_user(|u| u.tx_count == 0)?;
+        let id = self.idle_users.choose(&mut self.rng)?;
         let user = self.users.remove(&id)?;
         self.user_list.remove(id);
+        self.idle_users.remove(id);
         let mut d = Draft::new(ActionKind::DeleteUser);
         for w in user.wallets {
             self.forget_wallet(w);
@@ -1095,241 +1097,15 @@ impl Model {
 
     /// Deletes an unused wallet of a user who keeps at least one other.
     fn delete_wallet(&mut self) -> Option<Draft> {
-        let id = self.pick_wallet(|w| w.tx_count == 0)?;
-        let user = self.wallets.get(&id)?.user;
-        let u = self.users.get_mut(&user)?;
-        if u.wallets.len() < 2 {
-            return None;
-        }
-        u.wallets.retain(|w| *w != id);
+        let (id, user) = (0..PICK_TRIES).find_map(|_| {
+            let id = self.unused_wallets.choose(&mut self.rng)?;
+            let user = self.wallets.get(&id)?.user;
+            (self.users.get(&user)?.wallets.len() >= 2).then_some((id, user))
+        })?;
+        self.users.get_mut(&user)?.wallets.retain(|w| *w != id);
         self.forget_wallet(id);
         let mut d = Draft::new(ActionKind::DeleteWallet);
         d.changes.push(RowChange::DeleteWallet(id));
-        Some(d)
-    }
-
-    // ---- fraud ------------------------------------------------------------------------------------------------
-
-    /// Starts an episode of a random pattern on a suitable wallet and returns its first step, or `None` when no
-    /// wallet suits the pattern yet.
-    fn start_fraud(&mut self) -> Option<Draft> {
-        let pattern = self.pick_mut(&FraudPattern::ALL);
-        let min = match pattern {
-            FraudPattern::VelocityBurst => 5_000,
-            FraudPattern::CountryHopping => 2_000,
-            FraudPattern::AmountSpike | FraudPattern::Overdraft | FraudPattern::RapidDrain => 0,
-        };
-        let wallet = self.spendable(min)?;
-        let (user, home, norm) = self.owner(wallet).map(|(id, u)| (id, u.country, u.norm))?;
-        let balance = self.wallets.get(&wallet)?.balance;
-        let plan = match pattern {
-            FraudPattern::VelocityBurst => {
-                let n = self.rng.random_range(8..=15u32);
-                // n payments plus their fees stay within 80% of the balance.
-                let amount = (balance * 6 / 10 / i64::from(n)).max(1);
-                Some(Plan::Burst {
-                    remaining: n,
-                    amount,
-                })
-            }
-            FraudPattern::CountryHopping => {
-                let n = self.rng.random_range(3..=5usize);
-                let mut countries: Vec<&'static str> = Vec::with_capacity(n);
-                while countries.len() < n {
-                    let c = if self.rng.random_bool(0.5) {
-                        self.pick_mut(ABROAD)
-                    } else {
-                        self.pick_mut(COUNTRIES).0
-                    };
-                    if c != home && !countries.contains(&c) {
-                        countries.push(c);
-                    }
-                }
-                let amount = (balance / 2 / n as i64).min(norm * 2).max(1);
-                Some(Plan::Hop { countries, amount })
-            }
-            FraudPattern::RapidDrain => Some(Plan::Drain { deposit: 0 }),
-            FraudPattern::AmountSpike | FraudPattern::Overdraft => None,
-        };
-        let episode = self.next_episode;
-        self.next_episode += 1;
-        let mut d = Draft::new(ActionKind::Payment);
-        d.fraud = Some(FraudStep {
-            episode,
-            pattern,
-            completed: None,
-        });
-        let Some(plan) = plan else {
-            // Single-step patterns.
-            let tx = match pattern {
-                FraudPattern::AmountSpike => {
-                    let amount = self.scaled(norm, 20.0, 50.0);
-                    let fee = payment_fee(amount);
-                    let pays = amount + fee <= balance;
-                    d.kind = if pays {
-                        ActionKind::Payment
-                    } else {
-                        ActionKind::Deposit
-                    };
-                    let merchant = self.pick_mut(MERCHANTS);
-                    TxSpec {
-                        wallet,
-                        kind: if pays {
-                            TxKind::Payment
-                        } else {
-                            TxKind::Deposit
-                        },
-                        amount,
-                        fee: if pays { fee } else { 0 },
-                        status: TxStatus::Pending,
-                        country: home,
-                        merchant: pays.then_some(merchant),
-                        counterparty: None,
-                        fresh_device: true,
-                        defect: None,
-                    }
-                }
-                _ => {
-                    d.kind = ActionKind::Withdrawal;
-                    let over = self.scaled(norm, 0.5, 3.0);
-                    TxSpec {
-                        wallet,
-                        kind: TxKind::Withdrawal,
-                        amount: balance.max(0) + over,
-                        fee: 0,
-                        status: TxStatus::Pending,
-                        country: home,
-                        merchant: None,
-                        counterparty: None,
-                        fresh_device: true,
-                        defect: None,
-                    }
-                }
-            };
-            let id = self.post(&mut d, tx)?;
-            d.fraud = Some(FraudStep {
-                episode,
-                pattern,
-                completed: Some(FraudEpisode {
-                    episode,
-                    pattern,
-                    user_id: user,
-                    wallet_id: wallet,
-                    transaction_ids: vec![id],
-                }),
-            });
-            return Some(d);
-        };
-        self.wallets.get_mut(&wallet)?.busy = true;
-        self.episodes.insert(
-            episode,
-            Episode {
-                pattern,
-                user,
-                wallet,
-                tx_ids: Vec::new(),
-                plan,
-            },
-        );
-        self.run_step(episode, d)
-    }
-
-    fn episode_step(&mut self, episode: u64) -> Option<Draft> {
-        let pattern = self.episodes.get(&episode)?.pattern;
-        let mut d = Draft::new(ActionKind::Payment);
-        d.fraud = Some(FraudStep {
-            episode,
-            pattern,
-            completed: None,
-        });
-        self.run_step(episode, d)
-    }
-
-    /// Posts the next transaction of a multi-step episode into `d`, then either schedules the following step or
-    /// completes the episode.
-    fn run_step(&mut self, episode: u64, mut d: Draft) -> Option<Draft> {
-        let (wallet, home) = {
-            let e = self.episodes.get(&episode)?;
-            (e.wallet, self.users.get(&e.user)?.country)
-        };
-        let merchant = self.pick_mut(MERCHANTS);
-        let payment = |amount: i64, country: &'static str| TxSpec {
-            wallet,
-            kind: TxKind::Payment,
-            amount,
-            fee: payment_fee(amount),
-            status: TxStatus::Pending,
-            country,
-            merchant: Some(merchant),
-            counterparty: None,
-            fresh_device: true,
-            defect: None,
-        };
-        let gap = self.rng.random_range(3..=20u64);
-        let deposit_factor = self.rng.random_range(10.0..30.0);
-        let drain_share = self.rng.random_range(0.85..0.98);
-        let e = self.episodes.get_mut(&episode)?;
-        let (spec, next_due) = match &mut e.plan {
-            Plan::Burst { remaining, amount } => {
-                *remaining -= 1;
-                (payment(*amount, home), (*remaining > 0).then_some(1))
-            }
-            Plan::Hop { countries, amount } => {
-                let country = countries.pop()?;
-                (
-                    payment(*amount, country),
-                    (!countries.is_empty()).then_some(1),
-                )
-            }
-            Plan::Drain { deposit } if *deposit == 0 => {
-                let norm = self.users.get(&e.user)?.norm;
-                let amount = ((norm as f64) * deposit_factor).round() as i64;
-                *deposit = amount;
-                d.kind = ActionKind::Deposit;
-                let spec = TxSpec {
-                    kind: TxKind::Deposit,
-                    fee: 0,
-                    merchant: None,
-                    fresh_device: false,
-                    ..payment(amount, home)
-                };
-                (spec, Some(gap))
-            }
-            Plan::Drain { deposit } => {
-                d.kind = ActionKind::Withdrawal;
-                let amount = ((*deposit as f64) * drain_share).round() as i64;
-                let spec = TxSpec {
-                    kind: TxKind::Withdrawal,
-                    fee: 0,
-                    merchant: None,
-                    ..payment(amount, home)
-                };
-                (spec, None)
-            }
-        };
-        let id = self.post(&mut d, spec)?;
-        let e = self.episodes.get_mut(&episode)?;
-        e.tx_ids.push(id);
-        match next_due {
-            Some(gap) => {
-                self.agenda.insert((self.seq + gap, episode));
-            }
-            None => {
-                let e = self.episodes.remove(&episode)?;
-                if let Some(w) = self.wallets.get_mut(&e.wallet) {
-                    w.busy = false;
-                }
-                if let Some(step) = d.fraud.as_mut() {
-                    step.completed = Some(FraudEpisode {
-                        episode,
-                        pattern: e.pattern,
-                        user_id: e.user,
-                        wallet_id: e.wallet,
-                        transaction_ids: e.tx_ids,
-                    });
-                }
-            }
-        }
         Some(d)
     }
 }
