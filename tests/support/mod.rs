@@ -1,6 +1,8 @@
-//! Shared harness for the end-to-end tests: an isolated native stack per test (own data dir, own ports), torn
+//! Shared harness for the integration tests: an isolated native stack per test (own data dir, own ports), torn
 //! down on drop. Nothing here skips: if a service cannot start, the test fails with the stack's logs.
 #![allow(dead_code)]
+
+pub mod pg;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
