@@ -262,19 +262,11 @@ enum RawCatalog {
         uri: Option<String>,
         /// Warehouse root: a local directory or `s3://bucket/prefix`.
         warehouse: Option<String>,
-        /// Catalog name recorded in the catalog tables (Trino's JDBC catalog reads it).
-        #[serde(default = "default_catalog_name")]
-        name: String,
         /// Password for a postgres uri, kept out of the uri so it never appears in logs.
         password: Option<SecretSource>,
     },
     /// Iceberg REST catalog.
-    Rest {
-        uri: String,
-        warehouse: String,
-        #[serde(default = "default_catalog_name")]
-        name: String,
-    },
+    Rest { uri: String, warehouse: String },
 }
 
 impl Default for RawCatalog {
@@ -282,14 +274,9 @@ impl Default for RawCatalog {
         RawCatalog::Sql {
             uri: None,
             warehouse: None,
-            name: default_catalog_name(),
             password: None,
         }
     }
-}
-
-fn default_catalog_name() -> String {
-    "ledgerstream".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -376,17 +363,15 @@ pub struct IcebergConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CatalogKind {
+    /// SQL catalog (JDBC layout, catalog name `ledgerstream`): `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
     Sql {
         uri: String,
+        /// A local directory or `s3://bucket/prefix`.
         warehouse: String,
-        name: String,
         password: Option<SecretSource>,
     },
-    Rest {
-        uri: String,
-        warehouse: String,
-        name: String,
-    },
+    /// Iceberg REST catalog; data files on S3.
+    Rest { uri: String, warehouse: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -563,7 +548,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         RawCatalog::Sql {
             uri,
             warehouse,
-            name,
             password,
         } => {
             let uri = uri.unwrap_or_else(|| {
@@ -589,23 +573,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             CatalogKind::Sql {
                 uri,
                 warehouse,
-                name,
                 password,
             }
         }
-        RawCatalog::Rest {
-            uri,
-            warehouse,
-            name,
-        } => {
+        RawCatalog::Rest { uri, warehouse } => {
             if !(uri.starts_with("http://") || uri.starts_with("https://")) {
                 return Err(invalid("iceberg.catalog.uri", "must be an http(s) URL"));
             }
-            CatalogKind::Rest {
-                uri,
-                warehouse,
-                name,
-            }
+            CatalogKind::Rest { uri, warehouse }
         }
     };
     let warehouse_is_s3 = match &catalog {
@@ -637,10 +612,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         None => None,
     };
-    if warehouse_is_s3 && s3.is_none() && matches!(catalog, CatalogKind::Sql { .. }) {
+    if warehouse_is_s3 && s3.is_none() {
         return Err(invalid(
             "iceberg.s3",
-            "an s3:// warehouse with the sql catalog needs an [iceberg.s3] section",
+            "an s3:// warehouse needs an [iceberg.s3] section",
+        ));
+    }
+    if matches!(catalog, CatalogKind::Rest { .. }) && s3.is_none() {
+        return Err(invalid(
+            "iceberg.s3",
+            "the rest catalog needs an [iceberg.s3] section for its data files",
         ));
     }
 

@@ -331,7 +331,7 @@ pub fn rows_committed_total() -> u64 {
         .gather()
         .iter()
         .filter(|f| f.name() == "ledgerstream_rows_committed_total")
-        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().value() as u64).collect::<Vec<_>>())
+        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value() as u64).collect::<Vec<_>>())
         .sum()
 }
 

@@ -111,31 +111,41 @@ pub fn catalog_config(config: &Config) -> anyhow::Result<sink::CatalogConfig> {
         CatalogKind::Sql {
             uri,
             warehouse,
-            name,
             password,
         } => {
-            let uri = match password {
-                Some(pw) => with_password(uri, pw.resolve("iceberg.catalog.password")?.expose()),
-                None => uri.clone(),
+            let uri = match uri.strip_prefix("sqlite://") {
+                Some(path) => {
+                    let path = absolute(path)?;
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("creating {}", dir.display()))?;
+                    }
+                    format!("sqlite:{}?mode=rwc", path.display())
+                }
+                None => match password {
+                    Some(pw) => with_password(uri, pw.resolve("iceberg.catalog.password")?.expose()),
+                    None => uri.clone(),
+                },
             };
-            sink::CatalogConfig::Sql {
-                uri,
-                warehouse: warehouse.clone(),
-                name: name.clone(),
-                s3,
-            }
+            let warehouse = if warehouse.contains("://") {
+                warehouse.clone()
+            } else {
+                let dir = absolute(warehouse)?;
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                format!("file://{}", dir.display())
+            };
+            sink::CatalogConfig::Sql { uri, warehouse, s3 }
         }
-        CatalogKind::Rest {
-            uri,
-            warehouse,
-            name,
-        } => sink::CatalogConfig::Rest {
+        CatalogKind::Rest { uri, warehouse } => sink::CatalogConfig::Rest {
             uri: uri.clone(),
             warehouse: warehouse.clone(),
-            name: name.clone(),
-            s3,
+            s3: s3.context("the rest catalog needs [iceberg.s3]")?,
         },
     })
+}
+
+fn absolute(path: &str) -> anyhow::Result<std::path::PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {path}"))
 }
 
 fn with_password(uri: &str, password: &str) -> String {
@@ -433,7 +443,7 @@ async fn run_generation(config: &Config, shutdown: &mut watch::Receiver<bool>) -
             tracing::info!("draining: final checkpoint");
             let drained = tokio::time::timeout(
                 pc.shutdown_timeout,
-                ractor::call!(coordinator, CoordinatorMsg::Drain),
+                async { ractor::call!(coordinator, CoordinatorMsg::Drain) },
             )
             .await;
             match drained {

@@ -239,7 +239,7 @@ async fn commit_checkpoint(
         let defs: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
         let Some(def) = union_defs(&defs) else { continue };
         let table = args.catalog.ensure_table(&def).await?;
-        let schema = sink::arrow_schema_for(table.metadata().current_schema())?;
+        let schema = sink::table::arrow_schema_for(table.metadata().current_schema())?;
         let batches = outputs
             .iter()
             .map(|o| align_batch(&o.batch, &schema))

@@ -24,4 +24,4 @@ pub use commit::{
     commit_pending, last_committed, write_data_files, write_rows,
 };
 pub use error::SinkError;
-pub use table::TableDef;
+pub use table::{TableDef, column_type_of};

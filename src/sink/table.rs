@@ -57,6 +57,27 @@ pub fn iceberg_type(ty: ColumnType) -> Type {
     Type::Primitive(p)
 }
 
+/// The column type an Iceberg type was created from, for reading back existing tables. `None` for types this
+/// pipeline never writes.
+pub fn column_type_of(ty: &Type) -> Option<ColumnType> {
+    let Type::Primitive(p) = ty else { return None };
+    Some(match p {
+        PrimitiveType::Boolean => ColumnType::Bool,
+        PrimitiveType::Int => ColumnType::Int32,
+        PrimitiveType::Long => ColumnType::Int64,
+        PrimitiveType::Double => ColumnType::Float64,
+        PrimitiveType::Decimal { precision, scale } => ColumnType::Decimal {
+            precision: u8::try_from(*precision).ok()?,
+            scale: u8::try_from(*scale).ok()?,
+        },
+        PrimitiveType::String => ColumnType::Text,
+        PrimitiveType::Binary => ColumnType::Binary,
+        PrimitiveType::Timestamptz => ColumnType::TimestampTz,
+        PrimitiveType::Date => ColumnType::Date,
+        _ => return None,
+    })
+}
+
 /// The Arrow schema (with Iceberg field ids in the field metadata) for an Iceberg schema.
 pub fn arrow_schema_for(schema: &Schema) -> Result<ArrowSchemaRef, SinkError> {
     let arrow = iceberg::arrow::schema_to_arrow_schema(schema).map_err(SinkError::from_iceberg)?;

@@ -309,9 +309,8 @@ pub fn read_table(
         .expect("runtime");
     rt.block_on(async {
         let cfg = ledgerstream::sink::CatalogConfig::Sql {
-            uri: format!("sqlite://{}", catalog_db.display()),
-            warehouse: warehouse.display().to_string(),
-            name: "ledgerstream".into(),
+            uri: format!("sqlite:{}?mode=rwc", catalog_db.display()),
+            warehouse: format!("file://{}", warehouse.display()),
             s3: None,
         };
         let catalog = ledgerstream::sink::SinkCatalog::connect(&cfg, "fintech")
