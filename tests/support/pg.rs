@@ -62,7 +62,7 @@ impl TestPg {
             pid: None,
             as_postgres,
         };
-        let initdb = pg.pg_command("initdb");
+        let mut initdb = pg.pg_command("initdb");
         let out = pg.run(initdb.arg("-D").arg(&pg.data).args([
             "-U",
             "postgres",
@@ -85,7 +85,7 @@ impl TestPg {
                  -c full_page_writes=off",
                 pg.data.display()
             );
-            let ctl = pg.pg_command("pg_ctl");
+            let mut ctl = pg.pg_command("pg_ctl");
             let out = pg.run(
                 ctl.arg("-D")
                     .arg(&pg.data)
@@ -145,7 +145,7 @@ impl Drop for TestPg {
         if self.port == 0 {
             return;
         }
-        let ctl = self.pg_command("pg_ctl");
+        let mut ctl = self.pg_command("pg_ctl");
         let stopped = self
             .run(
                 ctl.arg("-D")
