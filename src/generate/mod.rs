@@ -71,6 +71,10 @@ pub struct GenerateArgs {
     /// Write the ground truth of injected fraud and malformed rows here, as JSON lines.
     #[arg(long)]
     pub truth_out: Option<PathBuf>,
+    /// Commit without waiting for the WAL flush (`synchronous_commit = off`), for load tests faster than the
+    /// disk's fsync rate allows. Commit order and the CDC stream are unaffected.
+    #[arg(long)]
+    pub async_commit: bool,
     /// Do not print the progress line.
     #[arg(long)]
     pub no_progress: bool,
@@ -89,6 +93,7 @@ impl GenerateArgs {
             bad_row_rate: Probability(0.005),
             evolve_after: None,
             truth_out: None,
+            async_commit: false,
             no_progress: false,
         }
     }
@@ -268,7 +273,7 @@ impl fmt::Display for Summary {
 
 /// `ledgerstream migrate`: applies the embedded migrations.
 pub async fn migrate(pg_url: &str) -> anyhow::Result<()> {
-    let pool = pg::connect(pg_url).await?;
+    let pool = pg::connect(pg_url, false).await?;
     pg::migrate(&pool).await?;
     pool.close().await;
     Ok(())
@@ -293,7 +298,7 @@ pub async fn run_until(
 ) -> anyhow::Result<Summary> {
     let seed = args.seed.unwrap_or_else(rand::random);
     tracing::info!(seed, rate = %args.rate, "starting generator");
-    let pool = pg::connect(&args.pg_url).await?;
+    let pool = pg::connect(&args.pg_url, args.async_commit).await?;
     pg::migrate(&pool).await?;
     let mut writer = PgWriter::new(pool.clone());
     let ids = writer.id_base().await?;

@@ -67,6 +67,9 @@ const REFUNDABLE_CAP: usize = 2_000;
 /// Settlement is chosen with probability `pending / (pending + SETTLE_HALF)`, which keeps the backlog of
 /// pending transactions around this size instead of growing without bound.
 const SETTLE_HALF: f64 = 20.0;
+/// Until this many users exist, every other action is a signup, so that a run against an empty database soon
+/// has a population to spread activity over instead of hammering the first few wallets.
+const BOOTSTRAP_USERS: usize = 100;
 /// How many random picks a chooser makes before it gives up and the action falls back to a simpler one.
 const PICK_TRIES: usize = 8;
 
@@ -266,6 +269,10 @@ impl<T: Copy + Eq + Hash> IdList<T> {
                 self.pos.insert(moved, i);
             }
         }
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
     }
 
     fn choose(&self, rng: &mut ChaCha8Rng) -> Option<T> {
@@ -511,6 +518,9 @@ impl Model {
     }
 
     fn normal(&mut self) -> Draft {
+        if self.user_list.len() < BOOTSTRAP_USERS && self.rng.random_bool(0.5) {
+            return self.signup();
+        }
         let pending = self.pending.len() as f64;
         if self.rng.random_bool(pending / (pending + SETTLE_HALF))
             && let Some(d) = self.settle()

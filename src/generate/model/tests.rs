@@ -246,18 +246,16 @@ impl Db {
                 );
             }
         }
-        if let Some(step) = &a.fraud {
-            if let Some(done) = &step.completed {
-                if done.pattern == FraudPattern::Overdraft {
-                    assert!(
-                        self.wallets[&done.wallet_id].balance < Decimal::ZERO,
-                        "{}",
-                        ctx()
-                    );
-                    self.overdrafted.insert(done.wallet_id);
-                }
-                self.episodes.push(done.clone());
+        if let Some(done) = a.fraud.as_ref().and_then(|step| step.completed.as_ref()) {
+            if done.pattern == FraudPattern::Overdraft {
+                assert!(
+                    self.wallets[&done.wallet_id].balance < Decimal::ZERO,
+                    "{}",
+                    ctx()
+                );
+                self.overdrafted.insert(done.wallet_id);
             }
+            self.episodes.push(done.clone());
         }
         if let Some(bad) = &a.bad_row {
             assert!(self.txs.contains_key(&bad.transaction_id), "{}", ctx());
