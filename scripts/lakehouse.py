@@ -32,9 +32,11 @@ def metadata_locations(catalog_db, namespace):
 def duck(catalog_db, namespace):
     con = duckdb.connect()
     con.execute("SET autoinstall_known_extensions=false")
-    con.execute("SET autoload_known_extensions=false")
+    # The extensions come from pip wheels (no download at run time): install from the wheel, then load.
     duckdb_extensions.import_extension("avro", con=con)
     duckdb_extensions.import_extension("iceberg", con=con)
+    con.execute("LOAD avro")
+    con.execute("LOAD iceberg")
     for name, loc in metadata_locations(catalog_db, namespace).items():
         path = loc[len("file://"):] if loc.startswith("file://") else loc
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM iceberg_scan('{path}')")
