@@ -20,9 +20,10 @@ step() { printf '\n==> %s (%s)\n' "$*" "$(date +%T)"; }
 
 step "bootstrap (first run: several minutes)"
 bash stack/bootstrap.sh
-step "build ledgerstream (release)"
-cargo build --release --bin ledgerstream
-BIN="$CARGO_TARGET_DIR/release/ledgerstream"
+step "build ledgerstream"
+# The demo's load is light, so it shares the test suite's (debug) build; `ledgerstream bench` uses --release.
+cargo build --bin ledgerstream
+BIN="$CARGO_TARGET_DIR/debug/ledgerstream"
 
 step "local stack up"
 bash stack/stack.sh up

@@ -28,7 +28,10 @@ pub async fn create_topics(brokers: &str, prefix: &str, partitions: i32) -> anyh
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
         .collect();
     let results = admin
-        .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await?;
     for r in results {
         match r {
@@ -123,7 +126,10 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<ProduceReport> {
         loop {
             match producer.send(record) {
                 Ok(()) => break,
-                Err((e, r)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                Err((e, r))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
                     producer.poll(Duration::from_millis(5));
                     record = r;
                 }
@@ -180,9 +186,11 @@ fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
@@ -259,9 +267,16 @@ topic_prefix = "{prefix}"
     let started = Instant::now();
     let run = tokio::spawn(crate::pipeline::run(config.clone(), rx));
     let target = base_rows + report.events;
-    let done = wait_until(Duration::from_secs(1800), || metrics::rows_committed_total() >= target).await;
+    let done = wait_until(Duration::from_secs(1800), || {
+        metrics::rows_committed_total() >= target
+    })
+    .await;
     let elapsed = started.elapsed();
-    anyhow::ensure!(done, "pipeline did not commit {} rows in time", report.events);
+    anyhow::ensure!(
+        done,
+        "pipeline did not commit {} rows in time",
+        report.events
+    );
     let throughput = report.events as f64 / elapsed.as_secs_f64();
     let ck = metrics::checkpoint_stats();
     let cm = metrics::commit_stats();
@@ -277,11 +292,7 @@ topic_prefix = "{prefix}"
     );
     println!(
         "checkpoints: {} (mean {:.0} ms, p99 <= {:.0} ms); commits per table: mean {:.1} ms, p99 <= {:.0} ms",
-        ck.count,
-        ck.mean_ms,
-        ck.p99_ms,
-        cm.mean_ms,
-        cm.p99_ms
+        ck.count, ck.mean_ms, ck.p99_ms, cm.mean_ms, cm.p99_ms
     );
 
     // Phase 2: restart on the same data dir (recovery), then a steady stream stamped with wall time.
@@ -299,9 +310,11 @@ topic_prefix = "{prefix}"
     let restart = Instant::now();
     let run = tokio::spawn(crate::pipeline::run(config, rx));
     let producer = tokio::task::spawn_blocking(move || produce(&pa));
-    let first_commit = wait_until(Duration::from_secs(120), || metrics::last_checkpoint_id() > last_before)
-        .await
-        .then(|| restart.elapsed());
+    let first_commit = wait_until(Duration::from_secs(120), || {
+        metrics::last_checkpoint_id() > last_before
+    })
+    .await
+    .then(|| restart.elapsed());
     let fresh_report = producer.await??;
     let base = base_rows + report.events;
     wait_until(Duration::from_secs(300), || {
@@ -313,7 +326,10 @@ topic_prefix = "{prefix}"
     run.await??;
     println!(
         "restart → first new commit: {}",
-        first_commit.map_or("not observed".to_string(), |d| format!("{:.2}s", d.as_secs_f64()))
+        first_commit.map_or("not observed".to_string(), |d| format!(
+            "{:.2}s",
+            d.as_secs_f64()
+        ))
     );
     println!(
         "freshness at {} events/s for {}: p50 {:.2}s, p99 {:.2}s (source commit time → visible in Iceberg; {} rows)",

@@ -210,10 +210,12 @@ impl QuarantineRecord<'_> {
                 .map_or(Value::Null, |t| Value::Text(t.to_string())),
             self.lsn.map_or(Value::Null, Value::Int64),
             Value::Text(self.kind.to_string()),
-            self.rule.map_or(Value::Null, |r| Value::Text(r.to_string())),
+            self.rule
+                .map_or(Value::Null, |r| Value::Text(r.to_string())),
             Value::Text(self.message),
             self.key.map_or(Value::Null, |k| Value::Binary(k.to_vec())),
-            self.payload.map_or(Value::Null, |p| Value::Binary(p.to_vec())),
+            self.payload
+                .map_or(Value::Null, |p| Value::Binary(p.to_vec())),
         ]
     }
 }

@@ -175,7 +175,11 @@ mod tests {
         assert!(s.list().unwrap().is_empty());
         s.write(CheckpointId(10), b"ten").unwrap();
         s.write(CheckpointId(9), b"nine").unwrap();
-        std::fs::write(dir.path().join("intents/00000000000000000011.tmp"), b"partial").unwrap();
+        std::fs::write(
+            dir.path().join("intents/00000000000000000011.tmp"),
+            b"partial",
+        )
+        .unwrap();
         assert_eq!(s.list().unwrap(), vec![CheckpointId(9), CheckpointId(10)]);
         assert_eq!(s.read(CheckpointId(10)).unwrap(), b"ten");
         s.remove(CheckpointId(9)).unwrap();

@@ -74,10 +74,14 @@ pub struct SecretSource {
 
 impl SecretSource {
     fn validate(&self, key: &'static str) -> Result<(), ConfigError> {
-        let n = [self.value.is_some(), self.env.is_some(), self.file.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let n = [
+            self.value.is_some(),
+            self.env.is_some(),
+            self.file.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if n != 1 {
             return Err(invalid(key, "give exactly one of `value`, `env` or `file`"));
         }
@@ -550,9 +554,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             warehouse,
             password,
         } => {
-            let uri = uri.unwrap_or_else(|| {
-                format!("sqlite://{}", p.data_dir.join("catalog.db").display())
-            });
+            let uri = uri
+                .unwrap_or_else(|| format!("sqlite://{}", p.data_dir.join("catalog.db").display()));
             if !(uri.starts_with("sqlite:") || uri.starts_with("postgres")) {
                 return Err(invalid(
                     "iceberg.catalog.uri",
@@ -568,8 +571,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             if let Some(pw) = &password {
                 pw.validate("iceberg.catalog.password")?;
             }
-            let warehouse = warehouse
-                .unwrap_or_else(|| p.data_dir.join("warehouse").display().to_string());
+            let warehouse =
+                warehouse.unwrap_or_else(|| p.data_dir.join("warehouse").display().to_string());
             CatalogKind::Sql {
                 uri,
                 warehouse,
@@ -695,9 +698,18 @@ mod tests {
     #[test]
     fn env_overrides_keep_types_and_win() {
         let env = vec![
-            ("LEDGERSTREAM__PIPELINE__CHECKPOINTS_TO_KEEP".to_string(), "7".to_string()),
-            ("LEDGERSTREAM__KAFKA__BROKERS".to_string(), "127.0.0.1:1".to_string()),
-            ("LEDGERSTREAM__PIPELINE__CHECKPOINT_INTERVAL".to_string(), "2s".to_string()),
+            (
+                "LEDGERSTREAM__PIPELINE__CHECKPOINTS_TO_KEEP".to_string(),
+                "7".to_string(),
+            ),
+            (
+                "LEDGERSTREAM__KAFKA__BROKERS".to_string(),
+                "127.0.0.1:1".to_string(),
+            ),
+            (
+                "LEDGERSTREAM__PIPELINE__CHECKPOINT_INTERVAL".to_string(),
+                "2s".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let c = Config::parse("[kafka]\nbrokers = \"a:1\"\n", env).unwrap();
@@ -715,8 +727,14 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         for (text, key) in [
-            ("[pipeline]\ncheckpoint_interval = \"10ms\"", "pipeline.checkpoint_interval"),
-            ("[pipeline]\ncheckpoints_to_keep = 0", "pipeline.checkpoints_to_keep"),
+            (
+                "[pipeline]\ncheckpoint_interval = \"10ms\"",
+                "pipeline.checkpoint_interval",
+            ),
+            (
+                "[pipeline]\ncheckpoints_to_keep = 0",
+                "pipeline.checkpoints_to_keep",
+            ),
             ("[pipeline]\nwriter_id = \"a b\"", "pipeline.writer_id"),
             ("[iceberg]\nnamespace = \"\"", "iceberg.namespace"),
             (

@@ -8,8 +8,8 @@
 
 use crate::types::PartitionId;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -19,25 +19,33 @@ pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    REGISTRY.register(Box::new(c.clone())).expect("metric registered once");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("static metric definition");
-    REGISTRY.register(Box::new(c.clone())).expect("metric registered once");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    REGISTRY.register(Box::new(g.clone())).expect("metric registered once");
+    REGISTRY
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
     g
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("static metric definition");
-    REGISTRY.register(Box::new(g.clone())).expect("metric registered once");
+    REGISTRY
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
     g
 }
 
@@ -49,7 +57,9 @@ fn latency_buckets() -> Vec<f64> {
 fn histogram(name: &str, help: &str) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency_buckets()))
         .expect("static metric definition");
-    REGISTRY.register(Box::new(h.clone())).expect("metric registered once");
+    REGISTRY
+        .register(Box::new(h.clone()))
+        .expect("metric registered once");
     h
 }
 
@@ -59,7 +69,9 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
         labels,
     )
     .expect("static metric definition");
-    REGISTRY.register(Box::new(h.clone())).expect("metric registered once");
+    REGISTRY
+        .register(Box::new(h.clone()))
+        .expect("metric registered once");
     h
 }
 
@@ -181,7 +193,9 @@ static M: LazyLock<Metrics> = LazyLock::new(|| Metrics {
             &["table"],
         )
         .expect("static metric definition");
-        REGISTRY.register(Box::new(h.clone())).expect("metric registered once");
+        REGISTRY
+            .register(Box::new(h.clone()))
+            .expect("metric registered once");
         h
     },
 });
@@ -191,14 +205,20 @@ fn p(partition: PartitionId) -> String {
 }
 
 pub fn source_records(partition: PartitionId, n: usize) {
-    M.source_records.with_label_values(&[&p(partition)]).inc_by(n as u64);
+    M.source_records
+        .with_label_values(&[&p(partition)])
+        .inc_by(n as u64);
 }
 
 pub fn source_backpressure(partition: PartitionId, blocked: Duration) {
     M.source_backpressure_micros
         .with_label_values(&[&p(partition)])
         .inc_by(blocked.as_micros() as u64);
-    tracing::debug!(partition = partition.0, blocked_ms = blocked.as_millis() as u64, "source paused by backpressure");
+    tracing::debug!(
+        partition = partition.0,
+        blocked_ms = blocked.as_millis() as u64,
+        "source paused by backpressure"
+    );
 }
 
 pub fn event_in(table: &str) {
@@ -215,7 +235,14 @@ pub fn tombstone(table: &str) {
 
 pub fn quarantined(kind: &str, topic: &str, partition: i32, offset: i64, message: &str) {
     M.quarantined.with_label_values(&[kind]).inc();
-    tracing::warn!(kind, topic, partition, offset, message, "record quarantined");
+    tracing::warn!(
+        kind,
+        topic,
+        partition,
+        offset,
+        message,
+        "record quarantined"
+    );
 }
 
 pub fn rows_committed(table: &str, rows: u64, files: u64, bytes: u64, took: Duration) {
@@ -244,7 +271,9 @@ pub fn committed_offset(topic: &str, partition: i32, next: i64) {
 }
 
 pub fn state_size(partition: PartitionId, bytes: u64) {
-    M.state_bytes.with_label_values(&[&p(partition)]).set(bytes as i64);
+    M.state_bytes
+        .with_label_values(&[&p(partition)])
+        .set(bytes as i64);
 }
 
 pub fn recovered(checkpoint: Option<u64>) {
@@ -254,7 +283,11 @@ pub fn recovered(checkpoint: Option<u64>) {
 
 pub fn pipeline_restarted(generation: u64, error: &str) {
     M.restarts.inc();
-    tracing::error!(generation, error, "pipeline failed; restarting from the last checkpoint");
+    tracing::error!(
+        generation,
+        error,
+        "pipeline failed; restarting from the last checkpoint"
+    );
 }
 
 pub fn schema_change(table: &str, column: &str) {
@@ -275,7 +308,10 @@ pub fn render() -> String {
 /// rows' event times; `now_us` is the commit completion time.
 pub fn freshness(table: &str, now_us: i64, source_ts_us: impl Iterator<Item = i64>) {
     let h = M.freshness.with_label_values(&[table]);
-    let mut exact = FRESHNESS_SAMPLES.lock().ok().filter(|_| RECORD_EXACT.load(Ordering::Relaxed));
+    let mut exact = FRESHNESS_SAMPLES
+        .lock()
+        .ok()
+        .filter(|_| RECORD_EXACT.load(Ordering::Relaxed));
     for ts in source_ts_us {
         let secs = (now_us - ts) as f64 / 1e6;
         h.observe(secs);
@@ -331,7 +367,12 @@ pub fn rows_committed_total() -> u64 {
         .gather()
         .iter()
         .filter(|f| f.name() == "ledgerstream_rows_committed_total")
-        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value() as u64).collect::<Vec<_>>())
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|m| m.get_counter().get_value() as u64)
+                .collect::<Vec<_>>()
+        })
         .sum()
 }
 

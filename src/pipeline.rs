@@ -21,7 +21,8 @@ use crate::types::{CheckpointId, PartitionId};
 use crate::value::ColumnSpec;
 use anyhow::Context;
 use ledgerstream_state::{
-    CheckpointCatalog, PartitionStore, RocksConfig, RocksPartitionStore, SharedBlockCache, StateLayout,
+    CheckpointCatalog, PartitionStore, RocksConfig, RocksPartitionStore, SharedBlockCache,
+    StateLayout,
 };
 use ractor::{Actor, ActorRef};
 use std::collections::BTreeMap;
@@ -123,7 +124,9 @@ pub fn catalog_config(config: &Config) -> anyhow::Result<sink::CatalogConfig> {
                     format!("sqlite:{}?mode=rwc", path.display())
                 }
                 None => match password {
-                    Some(pw) => with_password(uri, pw.resolve("iceberg.catalog.password")?.expose()),
+                    Some(pw) => {
+                        with_password(uri, pw.resolve("iceberg.catalog.password")?.expose())
+                    }
                     None => uri.clone(),
                 },
             };
@@ -131,7 +134,8 @@ pub fn catalog_config(config: &Config) -> anyhow::Result<sink::CatalogConfig> {
                 warehouse.clone()
             } else {
                 let dir = absolute(warehouse)?;
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
                 format!("file://{}", dir.display())
             };
             sink::CatalogConfig::Sql { uri, warehouse, s3 }
@@ -167,7 +171,8 @@ fn table_columns(table: &iceberg::table::Table) -> Vec<ColumnSpec> {
         .fields()
         .iter()
         .filter_map(|f| {
-            sink::column_type_of(&f.field_type).map(|ty| ColumnSpec::new(f.name.clone(), ty, !f.required))
+            sink::column_type_of(&f.field_type)
+                .map(|ty| ColumnSpec::new(f.name.clone(), ty, !f.required))
         })
         .collect()
 }
@@ -227,7 +232,10 @@ pub async fn recover(
             config.pipeline.checkpoints_to_keep,
         )
         .map_err(|e| anyhow::anyhow!("finishing intent {id}: {e}"))?;
-        tracing::info!(checkpoint = id.0, "finished a checkpoint left half-committed by a crash");
+        tracing::info!(
+            checkpoint = id.0,
+            "finished a checkpoint left half-committed by a crash"
+        );
     }
 
     let latest = checkpoints.latest_complete(&parts)?;
@@ -289,9 +297,15 @@ fn open_store(
     Ok(Box::new(store))
 }
 
-async fn run_generation(config: &Config, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn run_generation(
+    config: &Config,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let pc = &config.pipeline;
-    let topics: Vec<String> = TABLES.iter().map(|t| config.kafka.topic(t.name())).collect();
+    let topics: Vec<String> = TABLES
+        .iter()
+        .map(|t| config.kafka.topic(t.name()))
+        .collect();
     let sasl_password = config
         .kafka
         .sasl_password
@@ -310,7 +324,8 @@ async fn run_generation(config: &Config, shutdown: &mut watch::Receiver<bool>) -
     let mut source = tokio::task::spawn_blocking(move || KafkaSource::connect(settings)).await??;
     let partitions = source.partitions().to_vec();
 
-    let catalog = Arc::new(SinkCatalog::connect(&catalog_config(config)?, &config.iceberg.namespace).await?);
+    let catalog =
+        Arc::new(SinkCatalog::connect(&catalog_config(config)?, &config.iceberg.namespace).await?);
     // Create the output tables up front so that readers see them before the first commit.
     let mut existing: BTreeMap<String, Vec<ColumnSpec>> = BTreeMap::new();
     for t in TABLES {
@@ -388,7 +403,13 @@ async fn run_generation(config: &Config, shutdown: &mut watch::Receiver<bool>) -
             .collect();
         let start: Vec<i64> = topics
             .iter()
-            .map(|t| offsets.get(t).and_then(|m| m.get(&p.0)).copied().unwrap_or(0))
+            .map(|t| {
+                offsets
+                    .get(t)
+                    .and_then(|m| m.get(&p.0))
+                    .copied()
+                    .unwrap_or(0)
+            })
             .collect();
         let processor = Processor::new(p, inputs, start, &existing);
         let (actor, _) = Actor::spawn_linked(
@@ -406,9 +427,14 @@ async fn run_generation(config: &Config, shutdown: &mut watch::Receiver<bool>) -
         )
         .await?;
         partition_refs.insert(p, actor);
-        permits.insert(p, Arc::new(Semaphore::new(pc.max_inflight_records_per_partition.get())));
+        permits.insert(
+            p,
+            Arc::new(Semaphore::new(pc.max_inflight_records_per_partition.get())),
+        );
     }
-    coordinator.cast(CoordinatorMsg::Start(partition_refs.values().cloned().collect()))?;
+    coordinator.cast(CoordinatorMsg::Start(
+        partition_refs.values().cloned().collect(),
+    ))?;
 
     let start_offsets = offsets
         .iter()
@@ -441,10 +467,9 @@ async fn run_generation(config: &Config, shutdown: &mut watch::Receiver<bool>) -
     let result = match outcome {
         Ok(()) => {
             tracing::info!("draining: final checkpoint");
-            let drained = tokio::time::timeout(
-                pc.shutdown_timeout,
-                async { ractor::call!(coordinator, CoordinatorMsg::Drain) },
-            )
+            let drained = tokio::time::timeout(pc.shutdown_timeout, async {
+                ractor::call!(coordinator, CoordinatorMsg::Drain)
+            })
             .await;
             match drained {
                 Ok(Ok(id)) => {

@@ -226,14 +226,18 @@ impl Processor {
                         }
                         Ok(None) => stats.truncates += 1,
                         Err(e) => {
-                            self.quarantine
-                                .push(quarantine(e.kind(), e.to_string(), Some(ev.lsn.0 as i64)));
+                            self.quarantine.push(quarantine(
+                                e.kind(),
+                                e.to_string(),
+                                Some(ev.lsn.0 as i64),
+                            ));
                             stats.quarantined += 1;
                         }
                     }
                 }
                 Err(e) => {
-                    self.quarantine.push(quarantine(e.kind(), e.to_string(), None));
+                    self.quarantine
+                        .push(quarantine(e.kind(), e.to_string(), None));
                     stats.quarantined += 1;
                 }
             }
@@ -310,13 +314,17 @@ mod tests {
     use ledgerstream_state::MemoryPartitionStore;
 
     fn inputs() -> Vec<Input> {
-        [SourceTable::Users, SourceTable::Wallets, SourceTable::Transactions]
-            .iter()
-            .map(|t| Input {
-                topic: format!("fintech.public.{}", t.name()),
-                table: *t,
-            })
-            .collect()
+        [
+            SourceTable::Users,
+            SourceTable::Wallets,
+            SourceTable::Transactions,
+        ]
+        .iter()
+        .map(|t| Input {
+            topic: format!("fintech.public.{}", t.name()),
+            table: *t,
+        })
+        .collect()
     }
 
     fn input_of(t: SourceTable) -> usize {
@@ -353,7 +361,10 @@ mod tests {
     }
 
     fn rows_by_table(out: &SealedOutput) -> BTreeMap<String, usize> {
-        out.tables.iter().map(|t| (t.def.name.clone(), t.batch.num_rows())).collect()
+        out.tables
+            .iter()
+            .map(|t| (t.def.name.clone(), t.batch.num_rows()))
+            .collect()
     }
 
     #[test]
@@ -378,7 +389,10 @@ mod tests {
         }
         // Positions were written with the state.
         let pos = store.positions().unwrap();
-        assert_eq!(pos["fintech.public.transactions"], out.offsets["fintech.public.transactions"].0);
+        assert_eq!(
+            pos["fintech.public.transactions"],
+            out.offsets["fintech.public.transactions"].0
+        );
     }
 
     #[test]
@@ -479,8 +493,15 @@ mod tests {
         )
         .unwrap();
         let out = p.seal().unwrap();
-        let tx = out.tables.iter().find(|t| t.def.name == "transactions_changes").unwrap();
-        let col = tx.batch.column_by_name("device_id").expect("device_id added");
+        let tx = out
+            .tables
+            .iter()
+            .find(|t| t.def.name == "transactions_changes")
+            .unwrap();
+        let col = tx
+            .batch
+            .column_by_name("device_id")
+            .expect("device_id added");
         assert_eq!(col.null_count(), tx.batch.num_rows() - 1);
     }
 

@@ -94,7 +94,15 @@ impl Synth {
         .into_bytes()
     }
 
-    fn tx_row(&self, id: i64, user: i64, amount_cents: i64, status: &str, country: &str, merchant: &str) -> String {
+    fn tx_row(
+        &self,
+        id: i64,
+        user: i64,
+        amount_cents: i64,
+        status: &str,
+        country: &str,
+        merchant: &str,
+    ) -> String {
         let ts = self.ts();
         format!(
             r#"{{"id":{id},"wallet_id":{user},"user_id":{user},"counterparty_wallet_id":null,"kind":"payment","amount":"{}.{:02}","fee":"0.30","currency":"USD","status":"{status}","country":"{country}","merchant":"{merchant}","created_at":"{ts}","updated_at":"{ts}"}}"#,
@@ -108,7 +116,8 @@ impl Synth {
         self.now_us += 100;
         self.emitted += 1;
         let txid = (self.lsn / 8) as i64;
-        if self.created_users < self.users && (self.created_users < 8 || self.rng.random_bool(0.1)) {
+        if self.created_users < self.users && (self.created_users < 8 || self.rng.random_bool(0.1))
+        {
             // Alternate: user first, then its wallet.
             let id = self.created_users + 1;
             let ts = self.ts();

@@ -89,16 +89,26 @@ impl Actor for CommitterActor {
                 reply_to,
             } => {
                 if let Some((n, _, _)) = &state.expected {
-                    return Err(format!("checkpoint {checkpoint} started while {n} is still open").into());
+                    return Err(
+                        format!("checkpoint {checkpoint} started while {n} is still open").into(),
+                    );
                 }
                 state.expected = Some((checkpoint, reply_to, Instant::now()));
             }
             CommitterMsg::Sealed(seal) => {
                 let Some((n, _, _)) = &state.expected else {
-                    return Err(format!("seal for checkpoint {} without a barrier", seal.checkpoint).into());
+                    return Err(format!(
+                        "seal for checkpoint {} without a barrier",
+                        seal.checkpoint
+                    )
+                    .into());
                 };
                 if seal.checkpoint != *n {
-                    return Err(format!("seal for checkpoint {} while {n} is open", seal.checkpoint).into());
+                    return Err(format!(
+                        "seal for checkpoint {} while {n} is open",
+                        seal.checkpoint
+                    )
+                    .into());
                 }
                 state.seals.insert(seal.partition, seal);
                 if state.seals.len() == state.args.partitions.len() {
@@ -154,7 +164,10 @@ pub fn align_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatc
             }
             Err(_) if field.is_nullable() => cols.push(new_null_array(field.data_type(), rows)),
             Err(_) => {
-                return Err(format!("required column {} missing from the batch", field.name()));
+                return Err(format!(
+                    "required column {} missing from the batch",
+                    field.name()
+                ));
             }
         }
     }
@@ -171,7 +184,11 @@ fn source_times(batches: &[RecordBatch]) -> Vec<i64> {
         if let Some(col) = b.column_by_name(crate::changelog::SOURCE_TS)
             && let Some(ts) = col.as_primitive_opt::<TimestampMicrosecondType>()
         {
-            out.extend((0..ts.len()).filter(|i| ts.is_valid(*i)).map(|i| ts.value(i)));
+            out.extend(
+                (0..ts.len())
+                    .filter(|i| ts.is_valid(*i))
+                    .map(|i| ts.value(i)),
+            );
         }
     }
     out
@@ -183,7 +200,9 @@ fn to_meta_offsets(offsets: &Offsets) -> BTreeMap<String, BTreeMap<PartitionId, 
         .map(|(t, ps)| {
             (
                 t.clone(),
-                ps.iter().map(|(p, o)| (PartitionId(*p), Offset(*o))).collect(),
+                ps.iter()
+                    .map(|(p, o)| (PartitionId(*p), Offset(*o)))
+                    .collect(),
             )
         })
         .collect()
@@ -237,7 +256,9 @@ async fn commit_checkpoint(
     let mut event_times: Vec<(String, Vec<i64>)> = Vec::new();
     for (name, outputs) in &by_table {
         let defs: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
-        let Some(def) = union_defs(&defs) else { continue };
+        let Some(def) = union_defs(&defs) else {
+            continue;
+        };
         let table = args.catalog.ensure_table(&def).await?;
         let schema = sink::table::arrow_schema_for(table.metadata().current_schema())?;
         let batches = outputs
@@ -253,7 +274,9 @@ async fn commit_checkpoint(
             .await?;
         let bytes: u64 = written.files.iter().map(|f| f.file_size_in_bytes()).sum();
         written_files.insert(name.clone(), (written.files.len() as u64, bytes));
-        pending.tables.insert(name.clone(), written.serialize(&table)?);
+        pending
+            .tables
+            .insert(name.clone(), written.serialize(&table)?);
         rows.insert(name.clone(), count as u64);
     }
     crate::failpoint!("committer::after_data_files");
@@ -276,7 +299,13 @@ async fn commit_checkpoint(
         rows,
         state_bytes,
     };
-    finish_checkpoint(&args.checkpoints, &args.intents, &args.partitions, &manifest, args.keep)?;
+    finish_checkpoint(
+        &args.checkpoints,
+        &args.intents,
+        &args.partitions,
+        &manifest,
+        args.keep,
+    )?;
     let now_us = chrono::Utc::now().timestamp_micros();
     for (table, times) in event_times {
         metrics::freshness(&table, now_us, times.into_iter());
@@ -297,7 +326,8 @@ pub async fn commit_tables(
     let mut snapshots = BTreeMap::new();
     for (i, (name, files)) in pending.tables.iter().enumerate() {
         let started = Instant::now();
-        let span = tracing::info_span!("commit", table = %name, checkpoint = pending.meta.checkpoint_id.0);
+        let span =
+            tracing::info_span!("commit", table = %name, checkpoint = pending.meta.checkpoint_id.0);
         let outcome = async {
             let table = catalog.load_table(name).await?;
             let files = files
@@ -311,7 +341,13 @@ pub async fn commit_tables(
         match outcome {
             CommitOutcome::Committed(id) => {
                 let (nfiles, bytes) = written.get(name).copied().unwrap_or_default();
-                metrics::rows_committed(name, rows.get(name).copied().unwrap_or(0), nfiles, bytes, started.elapsed());
+                metrics::rows_committed(
+                    name,
+                    rows.get(name).copied().unwrap_or(0),
+                    nfiles,
+                    bytes,
+                    started.elapsed(),
+                );
                 snapshots.insert(name.clone(), id);
             }
             CommitOutcome::AlreadyCommitted(id) => {

@@ -38,7 +38,10 @@ pub struct CoordinatorState {
 }
 
 impl CoordinatorState {
-    fn begin(&mut self, myself: &ActorRef<CoordinatorMsg>) -> Result<CheckpointId, ActorProcessingErr> {
+    fn begin(
+        &mut self,
+        myself: &ActorRef<CoordinatorMsg>,
+    ) -> Result<CheckpointId, ActorProcessingErr> {
         let n = self.next;
         self.next = n.next();
         self.in_flight = Some((n, Instant::now()));
@@ -109,9 +112,15 @@ impl Actor for CoordinatorActor {
             CoordinatorMsg::Completed(n) => {
                 if let Some((id, started)) = state.in_flight.take() {
                     if id != n {
-                        return Err(format!("checkpoint {n} completed while {id} was in flight").into());
+                        return Err(
+                            format!("checkpoint {n} completed while {id} was in flight").into()
+                        );
                     }
-                    tracing::info!(checkpoint = n.0, took_ms = started.elapsed().as_millis() as u64, "checkpoint complete");
+                    tracing::info!(
+                        checkpoint = n.0,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "checkpoint complete"
+                    );
                 }
                 match state.drain.take() {
                     Some((reply, Some(final_id))) if final_id == n => {

@@ -65,17 +65,25 @@ impl Actor for PartitionActor {
         let a = &mut state.args;
         match msg {
             PartitionMsg::Records(batch) => {
-                tokio::task::block_in_place(|| a.processor.apply(a.store.as_mut(), &batch.records))?;
+                tokio::task::block_in_place(|| {
+                    a.processor.apply(a.store.as_mut(), &batch.records)
+                })?;
                 if let Some(p) = batch.permit {
                     state.permits.push(p);
                 }
-                if !state.early_requested && a.processor.pending_records() >= a.early_checkpoint_records {
+                if !state.early_requested
+                    && a.processor.pending_records() >= a.early_checkpoint_records
+                {
                     state.early_requested = true;
                     a.coordinator.cast(CoordinatorMsg::RequestEarly)?;
                 }
             }
             PartitionMsg::Barrier(checkpoint) => {
-                let span = tracing::info_span!("seal", checkpoint = checkpoint.0, partition = a.partition.0);
+                let span = tracing::info_span!(
+                    "seal",
+                    checkpoint = checkpoint.0,
+                    partition = a.partition.0
+                );
                 let (output, state_bytes) = tokio::task::block_in_place(|| {
                     let _g = span.enter();
                     let output = a.processor.seal()?;

@@ -54,9 +54,10 @@ impl Actor for SupervisorActor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         let failure = match event {
-            SupervisionEvent::ActorFailed(who, err) => {
-                Some(format!("{} failed: {err}", who.get_name().unwrap_or_default()))
-            }
+            SupervisionEvent::ActorFailed(who, err) => Some(format!(
+                "{} failed: {err}",
+                who.get_name().unwrap_or_default()
+            )),
             SupervisionEvent::ActorTerminated(who, _, reason) if !state.stopping => Some(format!(
                 "{} stopped unexpectedly: {}",
                 who.get_name().unwrap_or_default(),

@@ -30,7 +30,9 @@ pub enum SourceError {
          partition p of each holds the same users"
     )]
     NotCoPartitioned(String),
-    #[error("topic {0} does not exist (create it before starting; the broker may not auto-create topics)")]
+    #[error(
+        "topic {0} does not exist (create it before starting; the broker may not auto-create topics)"
+    )]
     MissingTopic(String),
     #[error("cannot start poll thread: {0}")]
     Thread(std::io::Error),
@@ -248,7 +250,10 @@ impl Drop for KafkaSource {
 
 struct PollThread {
     partition: PartitionId,
-    queues: Vec<(usize, rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>)>,
+    queues: Vec<(
+        usize,
+        rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>,
+    )>,
     wake: Arc<(Mutex<bool>, Condvar)>,
     sem: Arc<Semaphore>,
     deliver: Deliver,
