@@ -84,7 +84,7 @@ impl CheckpointCatalog {
 
     /// Complete checkpoint ids of one partition, ascending.
     pub fn partition_checkpoints(&self, partition: u32) -> Result<Vec<u64>, StateError> {
-        ckdir::list_ids(&self.layout.partition_dir(partition).join("checkpoints"))
+        ckdir::list_ids(&self.layout.partition_checkpoints_dir(partition))
     }
 
     /// Complete checkpoint ids of every partition that has a directory.
@@ -143,7 +143,7 @@ impl CheckpointCatalog {
     fn all_partitions_have(&self, id: u64, partitions: &[u32]) -> bool {
         partitions
             .iter()
-            .all(|&p| ckdir::exists(&self.layout.partition_dir(p).join("checkpoints"), id))
+            .all(|&p| ckdir::exists(&self.layout.partition_checkpoints_dir(p), id))
     }
 
     /// Ids complete for `partitions`, ascending.
@@ -205,7 +205,7 @@ impl CheckpointCatalog {
         }
         self.clean_marker_tmp(latest)?;
         for (partition, ids) in self.checkpoints_by_partition()? {
-            let dir = self.layout.partition_dir(partition).join("checkpoints");
+            let dir = self.layout.partition_checkpoints_dir(partition);
             for id in ids.into_iter().filter(|&id| doomed(id)) {
                 match ckdir::delete(&dir, id) {
                     // Deleted concurrently by the partition's own store: the goal is reached.

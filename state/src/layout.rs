@@ -33,6 +33,11 @@ impl StateLayout {
         self.root.join(format!("p-{partition}"))
     }
 
+    /// `<root>/p-<N>/checkpoints`: the complete checkpoints of partition `partition`.
+    pub fn partition_checkpoints_dir(&self, partition: u32) -> PathBuf {
+        PartitionPaths::new(self.partition_dir(partition)).checkpoints()
+    }
+
     /// `<root>/checkpoints`: completion markers.
     pub fn markers_dir(&self) -> PathBuf {
         self.root.join("checkpoints")

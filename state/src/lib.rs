@@ -30,4 +30,4 @@ pub use error::StateError;
 pub use layout::StateLayout;
 pub use memory::MemoryPartitionStore;
 pub use rocks::{RocksConfig, RocksPartitionStore, SharedBlockCache};
-pub use store::{PartitionStore, PartitionStoreExt, ScanVisitor};
+pub use store::{KeyValue, PartitionStore, PartitionStoreExt, ScanVisitor};

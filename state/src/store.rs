@@ -17,6 +17,9 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
+/// An owned `(key, value)` pair as returned by [`PartitionStore::scan_collect`].
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Visitor for [`PartitionStore::scan`]: receives each `(key, value)` in key order and says whether to go on.
 pub type ScanVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, StateError> + 'a;
 
@@ -79,7 +82,7 @@ pub trait PartitionStore: Send + 'static {
         keyspace: &str,
         range: &KeyRange,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    ) -> Result<Vec<KeyValue>, StateError> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);

@@ -651,3 +651,40 @@ fn catalog_prune_without_complete_checkpoint_removes_nothing() -> TestResult {
     assert_eq!(catalog.marker_ids()?, vec![2]);
     Ok(())
 }
+
+/// Rough numbers for the report, not an assertion of speed: `cargo test -p ledgerstream-state -- --ignored
+/// measure_rocks --nocapture`.
+#[test]
+#[ignore = "measurement, prints timings"]
+fn measure_rocks() -> TestResult {
+    use std::time::Instant;
+    let dir = tempdir();
+    let mut s = open_rocks(dir.path(), 0)?;
+    let (batches, per_batch) = (200i64, 500i64);
+    let value = vec![42u8; 100];
+    let started = Instant::now();
+    for b in 0..batches {
+        let mut batch = WriteBatch::new();
+        for i in 0..per_batch {
+            batch.put("users", &(b * per_batch + i).to_be_bytes(), &value)?;
+        }
+        batch.set_position("users/0", (b + 1) * per_batch);
+        s.write(batch)?;
+    }
+    let write = started.elapsed();
+    let started = Instant::now();
+    s.checkpoint(1)?;
+    let checkpoint = started.elapsed();
+    let size = s.approximate_size_bytes()?;
+    let started = Instant::now();
+    s.restore_checkpoint(1)?;
+    let restore = started.elapsed();
+    assert_eq!(s.position("users/0")?, Some(batches * per_batch));
+    let n = batches * per_batch;
+    println!(
+        "rocks: {n} puts of 108 B in batches of {per_batch}: {:.0} puts/s; checkpoint {checkpoint:?}; \
+         restore {restore:?}; approximate size {size} B",
+        n as f64 / write.as_secs_f64()
+    );
+    Ok(())
+}
