@@ -196,7 +196,7 @@ impl Iterator for Synth {
     fn next(&mut self) -> Option<SynthRecord> {
         let mut r = self.next_record();
         if let Some(n) = self.bad_every
-            && self.emitted % n == 0
+            && self.emitted.is_multiple_of(n)
         {
             let cut = r.payload.len() / 2;
             r.payload.truncate(cut);

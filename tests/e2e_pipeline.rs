@@ -18,6 +18,13 @@ use support::{
 
 const CHANGES: u64 = 6000;
 
+/// One changelog row of a key: `(op, lsn, row)`.
+type KeyedRow<'a> = (
+    &'static str,
+    i64,
+    &'a BTreeMap<String, ledgerstream::value::Value>,
+);
+
 fn changelog(table: &str) -> String {
     format!("{table}_changes")
 }
@@ -122,14 +129,7 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
     for t in ["users", "wallets", "transactions"] {
         let rows = arrow_rows(&read_table(&p.catalog_db(), &p.warehouse(), &changelog(t)));
         let mut seen = std::collections::HashSet::new();
-        let mut by_id: HashMap<
-            i64,
-            Vec<(
-                &'static str,
-                i64,
-                &BTreeMap<String, ledgerstream::value::Value>,
-            )>,
-        > = HashMap::new();
+        let mut by_id: HashMap<i64, Vec<KeyedRow<'_>>> = HashMap::new();
         for r in &rows {
             let id = match r["id"] {
                 ledgerstream::value::Value::Int64(v) => v,

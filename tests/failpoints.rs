@@ -19,7 +19,11 @@ const SEED: u64 = 11;
 const USERS: i64 = 300;
 const BAD_EVERY: u64 = 997;
 
-fn expected() -> (BTreeMap<&'static str, BTreeSet<(i64, i64)>>, usize) {
+/// `(id, lsn)` of every change, per changelog table.
+type Expected = BTreeMap<&'static str, BTreeSet<(i64, i64)>>;
+
+/// The changes the producer writes, and how many malformed records among them.
+fn expected() -> (Expected, usize) {
     let mut by_table: BTreeMap<&'static str, BTreeSet<(i64, i64)>> = BTreeMap::new();
     let mut bad = 0;
     for r in Synth::new(SEED, USERS)
