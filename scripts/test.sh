@@ -18,6 +18,9 @@ step() { printf '\n==> %s (%s)\n' "$*" "$(date +%T)"; }
 step "bootstrap"
 bash stack/bootstrap.sh
 
+step "stack tooling tests (pytest)"
+"$LEDGERSTREAM_CACHE/venv/bin/python" -m pytest -q stack/tools
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
