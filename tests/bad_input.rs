@@ -20,18 +20,7 @@ const GOOD: usize = 3000;
 fn malformed_records_are_quarantined_and_nothing_else_is_lost() {
     let broker = Broker::start();
     let prefix = "bad";
-    run_ok(
-        ledgerstream()
-            .args([
-                "produce",
-                "--brokers",
-                &broker.brokers(),
-                "--topic-prefix",
-                prefix,
-            ])
-            .args(["--create-topics", "4", "--events", "0"]),
-        "create topics",
-    );
+    broker.create_topics(prefix, 4);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.brokers())
         .set("partitioner", "murmur2_random")

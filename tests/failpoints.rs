@@ -82,18 +82,7 @@ fn total_rows(p: &PipelineDir) -> usize {
 fn crash_and_recover(name: &str, failpoint: &str, skip: u32) {
     let broker = Broker::start();
     let prefix = format!("fp{}", name.replace('_', ""));
-    run_ok(
-        ledgerstream()
-            .args([
-                "produce",
-                "--brokers",
-                &broker.brokers(),
-                "--topic-prefix",
-                &prefix,
-            ])
-            .args(["--create-topics", "4", "--events", "0"]),
-        "create topics",
-    );
+    broker.create_topics(&prefix, 4);
     let p = PipelineDir::new(name, &broker.brokers(), &prefix, "300ms");
     let mut producer = produce(&broker.brokers(), &prefix, 4_000);
 

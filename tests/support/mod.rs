@@ -219,6 +219,22 @@ impl Broker {
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// Creates the three CDC topics under `prefix` (the broker has no auto-create).
+    pub fn create_topics(&self, prefix: &str, partitions: u32) {
+        run_ok(
+            ledgerstream()
+                .args([
+                    "produce",
+                    "--brokers",
+                    &self.brokers(),
+                    "--topic-prefix",
+                    prefix,
+                ])
+                .args(["--create-topics", &partitions.to_string(), "--events", "0"]),
+            "create topics",
+        );
+    }
 }
 
 impl Drop for Broker {
