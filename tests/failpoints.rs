@@ -12,7 +12,7 @@ use ledgerstream::synth::Synth;
 use std::collections::{BTreeMap, BTreeSet};
 
 use std::time::Duration;
-use support::{Broker, PipelineDir, id_lsn, ledgerstream, read_table, run_ok, terminate, wait_for};
+use support::{Broker, PipelineDir, id_lsn, ledgerstream, read_table, terminate, wait_for};
 
 const EVENTS: u64 = 12_000;
 const SEED: u64 = 11;
