@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::{Broker, PipelineDir, arrow_rows, ledgerstream, read_table, terminate, wait_for};
+use support::{Broker, PipelineDir, arrow_rows, read_table, terminate, wait_for};
 
 const GOOD: usize = 3000;
 
