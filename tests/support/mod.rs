@@ -276,8 +276,9 @@ impl PipelineDir {
         self.dir.join("data/warehouse")
     }
 
-    /// Starts `ledgerstream run` with extra environment (e.g. FAILPOINTS).
-    pub fn spawn(&self, env: &[(&str, &str)]) -> std::process::Child {
+    /// Starts `ledgerstream run` with extra environment (e.g. FAILPOINTS). The process is killed when the
+    /// returned guard drops, so a failing test never leaves a pipeline running.
+    pub fn spawn(&self, env: &[(&str, &str)]) -> Running {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -289,11 +290,36 @@ impl PipelineDir {
             cmd.env(k, v);
         }
         cmd.stdout(log.try_clone().expect("log")).stderr(log);
-        cmd.spawn().expect("spawn ledgerstream run")
+        Running(cmd.spawn().expect("spawn ledgerstream run"))
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("run.log")).unwrap_or_default()
+    }
+}
+
+/// A child process that is killed (SIGKILL) and reaped on drop unless it already exited.
+pub struct Running(pub std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
