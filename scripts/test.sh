@@ -34,3 +34,6 @@ step "tests"
 # One test binary at a time (cargo's default); inside the end-to-end binaries each test owns its own stack.
 cargo test --workspace --all-features -- --nocapture 2>&1 | tee "$LEDGERSTREAM_CACHE/logs/last-test.log"
 step "done"
+# One closing line over every test binary (cargo's own last line is the doc-test run of the last crate).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$LEDGERSTREAM_CACHE/logs/last-test.log"
