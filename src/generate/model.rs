@@ -362,6 +362,30 @@ struct TxSpec {
     defect: Option<Defect>,
 }
 
+impl TxSpec {
+    /// A transaction with no fee, merchant, counterparty, fresh device or defect; callers override the rest.
+    fn new(
+        wallet: WalletId,
+        kind: TxKind,
+        amount: i64,
+        status: TxStatus,
+        country: &'static str,
+    ) -> Self {
+        TxSpec {
+            wallet,
+            kind,
+            amount,
+            fee: 0,
+            status,
+            country,
+            merchant: None,
+            counterparty: None,
+            fresh_device: false,
+            defect: None,
+        }
+    }
+}
+
 /// Changes collected while an action is built.
 struct Draft {
     kind: ActionKind,
@@ -846,22 +870,8 @@ impl Model {
         let (home, norm) = self.owner(wallet).map(|(_, u)| (u.country, u.norm))?;
         let amount = self.scaled(norm, 2.0, 8.0);
         let country = self.tx_country(home);
-        let mut spec = TxSpec {
-            wallet,
-            kind: TxKind::Deposit,
-            amount,
-            fee: 0,
-            status: TxStatus::Pending,
-            country,
-            merchant: None,
-            counterparty: None,
-            fresh_device: false,
-            defect: None,
-        };
-        self.maybe_defect(&mut spec);
-        let mut d = Draft::new(ActionKind::Deposit);
-        self.post(&mut d, spec)?;
-        Some(d)
+        let spec = TxSpec::new(wallet, TxKind::Deposit, amount, TxStatus::Pending, country);
+        self.single(ActionKind::Deposit, spec)
     }
 
     /// A wallet that normal activity may spend from: active, not in an episode, with at least `min` cents.
@@ -875,22 +885,14 @@ impl Model {
         let (home, norm) = self.owner(wallet).map(|(_, u)| (u.country, u.norm))?;
         let amount = self.scaled(norm, 0.5, 3.0).min(balance * 9 / 10);
         let country = self.tx_country(home);
-        let mut spec = TxSpec {
+        let spec = TxSpec::new(
             wallet,
-            kind: TxKind::Withdrawal,
+            TxKind::Withdrawal,
             amount,
-            fee: 0,
-            status: TxStatus::Pending,
+            TxStatus::Pending,
             country,
-            merchant: None,
-            counterparty: None,
-            fresh_device: false,
-            defect: None,
-        };
-        self.maybe_defect(&mut spec);
-        let mut d = Draft::new(ActionKind::Withdrawal);
-        self.post(&mut d, spec)?;
-        Some(d)
+        );
+        self.single(ActionKind::Withdrawal, spec)
     }
 
     fn payment(&mut self) -> Option<Draft> {
@@ -906,20 +908,18 @@ impl Model {
         }
         let country = self.tx_country(home);
         let merchant = self.pick_mut(MERCHANTS);
-        let mut spec = TxSpec {
-            wallet,
-            kind: TxKind::Payment,
-            amount,
+        let spec = TxSpec {
             fee: payment_fee(amount),
-            status: TxStatus::Pending,
-            country,
             merchant: Some(merchant),
-            counterparty: None,
-            fresh_device: false,
-            defect: None,
+            ..TxSpec::new(wallet, TxKind::Payment, amount, TxStatus::Pending, country)
         };
+        self.single(ActionKind::Payment, spec)
+    }
+
+    /// A one-transaction action of normal activity, which may carry an injected defect.
+    fn single(&mut self, kind: ActionKind, mut spec: TxSpec) -> Option<Draft> {
         self.maybe_defect(&mut spec);
-        let mut d = Draft::new(ActionKind::Payment);
+        let mut d = Draft::new(kind);
         self.post(&mut d, spec)?;
         Some(d)
     }
@@ -939,16 +939,8 @@ impl Model {
         let to_home = self.owner(to).map(|(_, u)| u.country)?;
         let mut d = Draft::new(ActionKind::Transfer);
         let out = TxSpec {
-            wallet: from,
-            kind: TxKind::TransferOut,
-            amount,
-            fee: 0,
-            status: TxStatus::Settled,
-            country: home,
-            merchant: None,
             counterparty: Some(to),
-            fresh_device: false,
-            defect: None,
+            ..TxSpec::new(from, TxKind::TransferOut, amount, TxStatus::Settled, home)
         };
         let into = TxSpec {
             wallet: to,
@@ -993,16 +985,8 @@ impl Model {
             self.post(
                 &mut d,
                 TxSpec {
-                    wallet: r.wallet,
-                    kind,
-                    amount,
-                    fee: 0,
-                    status: TxStatus::Settled,
-                    country: home,
                     merchant: r.merchant,
-                    counterparty: None,
-                    fresh_device: false,
-                    defect: None,
+                    ..TxSpec::new(r.wallet, kind, amount, TxStatus::Settled, home)
                 },
             )?;
             return Some(d);

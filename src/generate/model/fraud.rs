@@ -94,16 +94,14 @@ impl Model {
                     d.kind = ActionKind::Withdrawal;
                     let over = self.scaled(norm, 0.5, 3.0);
                     TxSpec {
-                        wallet,
-                        kind: TxKind::Withdrawal,
-                        amount: balance.max(0) + over,
-                        fee: 0,
-                        status: TxStatus::Pending,
-                        country: home,
-                        merchant: None,
-                        counterparty: None,
                         fresh_device: true,
-                        defect: None,
+                        ..TxSpec::new(
+                            wallet,
+                            TxKind::Withdrawal,
+                            balance.max(0) + over,
+                            TxStatus::Pending,
+                            home,
+                        )
                     }
                 }
             };
@@ -155,16 +153,10 @@ impl Model {
         };
         let merchant = self.pick_mut(MERCHANTS);
         let payment = |amount: i64, country: &'static str| TxSpec {
-            wallet,
-            kind: TxKind::Payment,
-            amount,
             fee: payment_fee(amount),
-            status: TxStatus::Pending,
-            country,
             merchant: Some(merchant),
-            counterparty: None,
             fresh_device: true,
-            defect: None,
+            ..TxSpec::new(wallet, TxKind::Payment, amount, TxStatus::Pending, country)
         };
         let gap = self.rng.random_range(3..=20u64);
         let deposit_factor = self.rng.random_range(10.0..30.0);
