@@ -308,10 +308,12 @@ pub fn render() -> String {
 /// rows' event times; `now_us` is the commit completion time.
 pub fn freshness(table: &str, now_us: i64, source_ts_us: impl Iterator<Item = i64>) {
     let h = M.freshness.with_label_values(&[table]);
-    let mut exact = FRESHNESS_SAMPLES
-        .lock()
-        .ok()
-        .filter(|_| RECORD_EXACT.load(Ordering::Relaxed));
+    // Take the samples lock only while a benchmark records, not on every commit.
+    let mut exact = if RECORD_EXACT.load(Ordering::Relaxed) {
+        FRESHNESS_SAMPLES.lock().ok()
+    } else {
+        None
+    };
     for ts in source_ts_us {
         let secs = (now_us - ts) as f64 / 1e6;
         h.observe(secs);
