@@ -124,6 +124,59 @@ struct RawConfig {
     kafka: RawKafka,
     #[serde(default)]
     iceberg: RawIceberg,
+    #[serde(default)]
+    enrich: RawEnrich,
+    #[serde(default)]
+    pnl: RawPnl,
+}
+
+/// `[enrich]`: joining transactions with their user and wallet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnrich {
+    /// Longest a transaction change waits, in event time, for a quiet topic (a user or wallet change that may
+    /// still be on its way). See `src/watermark.rs`.
+    #[serde(default = "default_enrich_max_delay", with = "humantime_serde")]
+    max_delay: Duration,
+}
+
+impl Default for RawEnrich {
+    fn default() -> Self {
+        RawEnrich {
+            max_delay: default_enrich_max_delay(),
+        }
+    }
+}
+
+/// 5 s of event time: well above the skew between the three topics of a partition when they are read live (a
+/// few hundred ms), so joins are complete; a transaction whose user or wallet is truly missing is emitted with
+/// its `enrichment_status` after 5 s of further activity (or at the next checkpoint when the partition idles).
+fn default_enrich_max_delay() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `[pnl]`: the minutely profit-and-loss windows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPnl {
+    /// How long after a minute ends (in event time) its figures wait for late changes before the `final` row is
+    /// written. Later changes become `late_adjustment` rows.
+    #[serde(default = "default_pnl_allowed_lateness", with = "humantime_serde")]
+    allowed_lateness: Duration,
+}
+
+impl Default for RawPnl {
+    fn default() -> Self {
+        RawPnl {
+            allowed_lateness: default_pnl_allowed_lateness(),
+        }
+    }
+}
+
+/// 30 s: a minute's row lands about 30 s after the minute ends plus one checkpoint, which is what a P&L
+/// dashboard can show; changes later than that are rare and still counted, as adjustments.
+fn default_pnl_allowed_lateness() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -313,6 +366,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub kafka: KafkaConfig,
     pub iceberg: IcebergConfig,
+    /// The stateful stages inside the partition actors (enrichment, P&L, fraud, data quality).
+    pub stages: crate::processor::StageSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -650,6 +705,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             namespace: i.namespace,
             catalog,
             s3,
+        },
+        stages: crate::processor::StageSettings {
+            enrich_max_delay: raw.enrich.max_delay,
+            pnl_allowed_lateness: raw.pnl.allowed_lateness,
         },
     })
 }

@@ -11,15 +11,18 @@ pub mod cdc;
 pub mod changelog;
 pub mod checkpoint;
 pub mod config;
+pub mod enrich;
 pub mod generate;
 pub mod metrics;
 pub mod pipeline;
+pub mod pnl;
 pub mod processor;
 pub mod sink;
 pub mod source;
 pub mod synth;
 pub mod types;
 pub mod value;
+pub mod watermark;
 
 /// A named crash point for the failpoint tests (`--features failpoints`). When the `FAILPOINTS` environment
 /// variable enables it (e.g. `FAILPOINTS=committer::after_first_table=return`), the process aborts on the spot —

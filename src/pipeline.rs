@@ -302,6 +302,7 @@ async fn run_generation(
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let pc = &config.pipeline;
+    let stages = &config.stages;
     let topics: Vec<String> = TABLES
         .iter()
         .map(|t| config.kafka.topic(t.name()))
@@ -411,7 +412,8 @@ async fn run_generation(
                     .unwrap_or(0)
             })
             .collect();
-        let processor = Processor::new(p, inputs, start, &existing);
+        let processor = Processor::new(p, inputs, start, &existing, stages.clone());
+        let inflight = Arc::new(Semaphore::new(pc.max_inflight_records_per_partition.get()));
         let (actor, _) = Actor::spawn_linked(
             Some(format!("partition-{}-{}", p.0, uuid_suffix())),
             PartitionActor,
@@ -422,15 +424,14 @@ async fn run_generation(
                 committer: committer.clone(),
                 coordinator: coordinator.clone(),
                 early_checkpoint_records: pc.max_inflight_records_per_partition.get() / 2,
+                inflight: inflight.clone(),
+                inflight_capacity: pc.max_inflight_records_per_partition.get(),
             },
             supervisor.get_cell(),
         )
         .await?;
         partition_refs.insert(p, actor);
-        permits.insert(
-            p,
-            Arc::new(Semaphore::new(pc.max_inflight_records_per_partition.get())),
-        );
+        permits.insert(p, inflight);
     }
     coordinator.cast(CoordinatorMsg::Start(
         partition_refs.values().cloned().collect(),

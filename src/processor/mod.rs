@@ -14,17 +14,30 @@
 
 use crate::cdc::{self, Decoded, SourceTable};
 use crate::changelog::{self, ChangelogSchema, QuarantineRecord};
+use crate::enrich::{self, History, UserDim, WaitingTx, WalletDim};
 use crate::metrics;
 use crate::sink::{self, TableDef};
 use crate::source::RawRecord;
 use crate::types::PartitionId;
 use crate::value::Value;
+use crate::watermark::Watermarks;
 use arrow_array::RecordBatch;
-use ledgerstream_state::{PartitionStore, StateError, WriteBatch};
+use ledgerstream_state::{PartitionStore, PartitionStoreExt, StateError, WriteBatch};
 use std::collections::{BTreeMap, HashMap};
+
+mod emit;
+pub use emit::StageSettings;
 
 /// Keyspace holding the last applied position per `(table, pk)`.
 const LSN_KEYSPACE: &str = "lsn";
+/// Version histories of users and wallets (bincode [`History`]), keyed by id.
+const USERS_KEYSPACE: &str = "dim_user";
+const WALLETS_KEYSPACE: &str = "dim_wallet";
+/// Transaction changes waiting for the watermark, keyed by [`WaitingTx::key`].
+const WAIT_KEYSPACE: &str = "enrich_wait";
+/// Partition-wide stage state: the watermarks.
+const META_KEYSPACE: &str = "meta";
+const WATERMARKS_KEY: &[u8] = b"watermarks";
 
 /// Position of a change for redelivery detection: its LSN, then a rank that orders the two halves of a key change.
 /// Debezium turns an update of the message key (the user id) into a delete under the old key and a create under
@@ -55,6 +68,15 @@ pub enum ProcessError {
     Batch { table: String, message: String },
     #[error("record for unknown input index {0}")]
     UnknownInput(usize),
+    #[error("halting by policy: {0}")]
+    Halt(String),
+}
+
+/// Errors no restart can fix (a configured policy says to stop): the pipeline exits with the message.
+impl ProcessError {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ProcessError::Halt(_))
+    }
 }
 
 /// The rows of one output table sealed at a barrier.
@@ -89,6 +111,8 @@ pub struct ApplyStats {
     pub tombstones: usize,
     pub quarantined: usize,
     pub truncates: usize,
+    /// Transaction changes emitted to the enriched table by this call (their watermark passed).
+    pub enriched: usize,
 }
 
 pub struct Processor {
@@ -102,6 +126,16 @@ pub struct Processor {
     /// Next offset per input as of the last seal.
     sealed: Vec<i64>,
     pending_records: usize,
+    /// Settings of the stateful stages (enrichment wait, fraud, P&L, data quality).
+    stages: StageSettings,
+    /// Loaded from state on first use (after the store was restored).
+    watermarks: Option<Watermarks>,
+    /// Rows of the derived tables (enriched, fraud alerts, P&L) since the last seal.
+    derived: BTreeMap<&'static str, Vec<Vec<Value>>>,
+    /// P&L changes that arrived after their minute closed, emitted as late adjustments at the next seal.
+    late_pnl: BTreeMap<(i64, String), crate::pnl::PnlAgg>,
+    /// Waiting transaction changes, for the gauge (approximate after a restore until the next emission pass).
+    waiting: usize,
 }
 
 fn lsn_key(table: SourceTable, pk: i64) -> [u8; 9] {
@@ -123,6 +157,7 @@ impl Processor {
         inputs: Vec<Input>,
         start: Vec<i64>,
         existing: &BTreeMap<String, Vec<crate::value::ColumnSpec>>,
+        stages: StageSettings,
     ) -> Self {
         let schemas = inputs
             .iter()
@@ -143,7 +178,24 @@ impl Processor {
             pending: BTreeMap::new(),
             quarantine: Vec::new(),
             pending_records: 0,
+            stages,
+            watermarks: None,
+            derived: BTreeMap::new(),
+            late_pnl: BTreeMap::new(),
+            waiting: 0,
         }
+    }
+
+    fn load_watermarks(&mut self, store: &dyn PartitionStore) -> Result<Watermarks, ProcessError> {
+        if let Some(w) = self.watermarks.take() {
+            return Ok(w);
+        }
+        let stored: Option<Watermarks> =
+            (store as &dyn PartitionStore).get_typed(META_KEYSPACE, WATERMARKS_KEY)?;
+        Ok(stored.map_or_else(
+            || Watermarks::new(self.inputs.len()),
+            |w| w.resized(self.inputs.len()),
+        ))
     }
 
     /// Records applied since the last seal.
@@ -159,6 +211,10 @@ impl Processor {
     ) -> Result<ApplyStats, ProcessError> {
         let mut stats = ApplyStats::default();
         let mut wb = WriteBatch::new();
+        let mut watermarks = self.load_watermarks(store)?;
+        // Dimension histories touched by this batch, written once at the end.
+        let mut users: HashMap<i64, History<UserDim>> = HashMap::new();
+        let mut wallets: HashMap<i64, History<WalletDim>> = HashMap::new();
         // LSNs applied earlier in this batch, not yet visible in the store.
         let mut overlay: HashMap<[u8; 9], [u8; 9]> = HashMap::new();
         let partition = self.partition.0;
@@ -223,6 +279,18 @@ impl Processor {
                             stats.rows += 1;
                             overlay.insert(key, pos);
                             wb.put(LSN_KEYSPACE, &key, &pos)?;
+                            watermarks.observe(rec.input, ev.source_ts_us);
+                            if table == SourceTable::Transactions {
+                                self.waiting += 1;
+                            }
+                            stage_change(
+                                store,
+                                &mut wb,
+                                &mut users,
+                                &mut wallets,
+                                ev,
+                                rec.offset.0,
+                            )?;
                         }
                         Ok(None) => stats.truncates += 1,
                         Err(e) => {
@@ -243,16 +311,49 @@ impl Processor {
             }
             self.next[rec.input] = rec.offset.0 + 1;
         }
+        // Keep only the dimension versions a transaction still inside the wait or lateness horizon can ask for.
+        let horizon = watermarks
+            .current()
+            .saturating_sub(self.stages.dimension_retention_us());
+        for (id, mut h) in users {
+            h.prune(horizon);
+            wb.put_typed(USERS_KEYSPACE, &id.to_be_bytes(), &h)?;
+        }
+        for (id, mut h) in wallets {
+            h.prune(horizon);
+            wb.put_typed(WALLETS_KEYSPACE, &id.to_be_bytes(), &h)?;
+        }
         for (i, input) in self.inputs.iter().enumerate() {
             wb.set_position(&input.topic, self.next[i]);
         }
         store.write(wb)?;
         self.pending_records += records.len();
+        let max_delay = self.stages.max_delay_us();
+        let previous = watermarks.current();
+        let now = watermarks.advance(max_delay);
+        stats.enriched = self.emit_ready(store, &mut watermarks, previous, now)?;
+        self.watermarks = Some(watermarks);
         Ok(stats)
     }
 
     /// Hands over everything since the previous seal and resets.
-    pub fn seal(&mut self) -> Result<SealedOutput, ProcessError> {
+    ///
+    /// `idle`: the partition received nothing since the previous seal and has nothing in flight, so every topic is
+    /// caught up; the watermark then moves to the newest event seen, releasing everything waiting.
+    pub fn seal(
+        &mut self,
+        store: &mut dyn PartitionStore,
+        idle: bool,
+    ) -> Result<SealedOutput, ProcessError> {
+        if idle {
+            let mut watermarks = self.load_watermarks(store)?;
+            let previous = watermarks.current();
+            let now = watermarks.flush_idle();
+            if now > previous {
+                self.emit_ready(store, &mut watermarks, previous, now)?;
+            }
+            self.watermarks = Some(watermarks);
+        }
         let mut tables = Vec::new();
         for (table, rows) in std::mem::take(&mut self.pending) {
             if rows.is_empty() {
@@ -274,6 +375,37 @@ impl Processor {
                 .collect();
             tables.push(build(def, &rows)?);
         }
+        for (table, rows) in std::mem::take(&mut self.derived) {
+            if rows.is_empty() {
+                continue;
+            }
+            let def = self.derived_def(table);
+            let width = def.columns.len();
+            let rows: Vec<Vec<Value>> = rows
+                .into_iter()
+                .map(|mut r| {
+                    r.resize(width, Value::Null);
+                    r
+                })
+                .collect();
+            tables.push(build(def, &rows)?);
+        }
+        let late = std::mem::take(&mut self.late_pnl);
+        if !late.is_empty() {
+            let rows: Vec<Vec<Value>> = late
+                .iter()
+                .map(|((minute, currency), agg)| {
+                    crate::pnl::pnl_row(
+                        *minute,
+                        currency,
+                        agg,
+                        crate::pnl::RowKind::LateAdjustment,
+                        self.partition.0,
+                    )
+                })
+                .collect();
+            tables.push(build(crate::pnl::pnl_def(), &rows)?);
+        }
         if !self.quarantine.is_empty() {
             let rows = std::mem::take(&mut self.quarantine);
             tables.push(build(changelog::quarantine_def(), &rows)?);
@@ -294,6 +426,68 @@ impl Processor {
             records,
         })
     }
+}
+
+/// Records what a change means for the stateful stages: a new dimension version, or a transaction change to wait
+/// for its watermark.
+fn stage_change(
+    store: &dyn PartitionStore,
+    wb: &mut WriteBatch,
+    users: &mut HashMap<i64, History<UserDim>>,
+    wallets: &mut HashMap<i64, History<WalletDim>>,
+    mut ev: cdc::ChangeEvent,
+    kafka_offset: i64,
+) -> Result<(), ProcessError> {
+    fn version<T>(ev: &cdc::ChangeEvent, value: Option<T>) -> enrich::Version<T> {
+        enrich::Version {
+            lsn: ev.lsn.0,
+            tx_id: ev.tx_id,
+            ts_us: ev.source_ts_us,
+            value,
+        }
+    }
+    let Some(row) = ev.row.take() else {
+        return Ok(());
+    };
+    match ev.table {
+        SourceTable::Transactions => {
+            let waiting = WaitingTx {
+                op: ev.op,
+                lsn: ev.lsn.0,
+                tx_id: ev.tx_id,
+                source_ts_us: ev.source_ts_us,
+                kafka_offset,
+                row,
+            };
+            wb.put_typed(WAIT_KEYSPACE, &waiting.key(), &waiting)?;
+        }
+        SourceTable::Users | SourceTable::Wallets => match enrich::dimension_of(ev.op, &row) {
+            Some(enrich::Dimension::User(id, dim)) => {
+                let h = match users.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        store
+                            .get_typed(USERS_KEYSPACE, &id.to_be_bytes())?
+                            .unwrap_or_default(),
+                    ),
+                };
+                h.insert(version(&ev, dim));
+            }
+            Some(enrich::Dimension::Wallet(id, dim)) => {
+                let h = match wallets.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        store
+                            .get_typed(WALLETS_KEYSPACE, &id.to_be_bytes())?
+                            .unwrap_or_default(),
+                    ),
+                };
+                h.insert(version(&ev, dim));
+            }
+            None => {}
+        },
+    }
+    Ok(())
 }
 
 fn build(def: TableDef, rows: &[Vec<Value>]) -> Result<TableOutput, ProcessError> {
@@ -357,7 +551,13 @@ mod tests {
     }
 
     fn processor() -> Processor {
-        Processor::new(PartitionId(0), inputs(), vec![0, 0, 0], &BTreeMap::new())
+        Processor::new(
+            PartitionId(0),
+            inputs(),
+            vec![0, 0, 0],
+            &BTreeMap::new(),
+            StageSettings::default(),
+        )
     }
 
     fn rows_by_table(out: &SealedOutput) -> BTreeMap<String, usize> {
@@ -375,9 +575,12 @@ mod tests {
         let stats = p.apply(&mut store, &recs).unwrap();
         assert_eq!(stats.quarantined, 10);
         assert_eq!(stats.rows + stats.quarantined, 500);
-        let out = p.seal().unwrap();
-        let rows = rows_by_table(&out);
+        let out = p.seal(&mut store, false).unwrap();
+        let mut rows = rows_by_table(&out);
         assert_eq!(rows["quarantine"], 10);
+        // Derived tables (enriched, P&L) come on top of the one outcome per record.
+        rows.remove("transactions_enriched");
+        rows.remove("pnl_minutely");
         assert_eq!(rows.values().sum::<usize>(), 500);
         assert_eq!(out.records, 500);
         // Offsets: each topic's delta covers exactly its records.
@@ -401,7 +604,7 @@ mod tests {
         let mut store = MemoryPartitionStore::new();
         let mut p = processor();
         p.apply(&mut store, &recs).unwrap();
-        let first = p.seal().unwrap();
+        let first = p.seal(&mut store, false).unwrap();
         // Debezium redelivers the same changes at new offsets after a Connect restart.
         let redelivered: Vec<RawRecord> = recs
             .iter()
@@ -413,9 +616,11 @@ mod tests {
         let stats = p.apply(&mut store, &redelivered).unwrap();
         assert_eq!(stats.duplicates, 300);
         assert_eq!(stats.rows, 0);
-        let second = p.seal().unwrap();
+        let second = p.seal(&mut store, false).unwrap();
         assert!(second.tables.is_empty());
-        assert_eq!(rows_by_table(&first).values().sum::<usize>(), 300);
+        let mut rows = rows_by_table(&first);
+        rows.remove("transactions_enriched");
+        assert_eq!(rows.values().sum::<usize>(), 300);
     }
 
     #[test]
@@ -469,7 +674,7 @@ mod tests {
         }];
         let stats = p.apply(&mut store, &recs).unwrap();
         assert_eq!(stats.tombstones, 1);
-        let out = p.seal().unwrap();
+        let out = p.seal(&mut store, false).unwrap();
         assert!(out.tables.is_empty());
         assert_eq!(out.offsets["fintech.public.users"].0, 5);
     }
@@ -492,7 +697,7 @@ mod tests {
             }],
         )
         .unwrap();
-        let out = p.seal().unwrap();
+        let out = p.seal(&mut store, false).unwrap();
         let tx = out
             .tables
             .iter()
@@ -510,9 +715,225 @@ mod tests {
         let mut store = MemoryPartitionStore::new();
         let mut p = processor();
         p.apply(&mut store, &records(10, 0)).unwrap();
-        p.seal().unwrap();
-        let out = p.seal().unwrap();
+        p.seal(&mut store, false).unwrap();
+        let out = p.seal(&mut store, false).unwrap();
         assert!(out.tables.is_empty());
         assert!(out.offsets.values().all(|(_, d)| d.is_none()));
+    }
+
+    fn table_rows(out: &SealedOutput, name: &str) -> Vec<Vec<String>> {
+        use arrow::util::display::{ArrayFormatter, FormatOptions};
+        let mut rows = Vec::new();
+        for t in out.tables.iter().filter(|t| t.def.name == name) {
+            let opts = FormatOptions::default();
+            let fmts: Vec<ArrayFormatter> = t
+                .batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+                .collect();
+            for i in 0..t.batch.num_rows() {
+                rows.push(fmts.iter().map(|f| f.value(i).to_string()).collect());
+            }
+        }
+        rows
+    }
+
+    fn column(out: &SealedOutput, table: &str, name: &str) -> Vec<String> {
+        let idx = out
+            .tables
+            .iter()
+            .find(|t| t.def.name == table)
+            .and_then(|t| t.def.column(name).map(|(i, _)| i))
+            .unwrap();
+        table_rows(out, table).into_iter().map(|r| r[idx].clone()).collect()
+    }
+
+    /// Runs `recs` through a fresh processor in chunks, then one idle seal; returns everything sealed, with the
+    /// enriched rows sorted by LSN (each seal emits in event-time order; sorting makes runs comparable).
+    fn run_all(recs: &[RawRecord], chunk: usize) -> Vec<Vec<String>> {
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        let mut enriched = Vec::new();
+        for c in recs.chunks(chunk) {
+            p.apply(&mut store, c).unwrap();
+            enriched.extend(table_rows(&p.seal(&mut store, false).unwrap(), "transactions_enriched"));
+        }
+        enriched.extend(table_rows(&p.seal(&mut store, true).unwrap(), "transactions_enriched"));
+        // Column 1 is the LSN.
+        enriched.sort_by_key(|r| r[1].parse::<i64>().unwrap());
+        enriched
+    }
+
+    #[test]
+    fn enrichment_does_not_depend_on_how_the_topics_interleave() {
+        let recs = records(2_000, 0);
+        let as_read = run_all(&recs, 97);
+        // The worst skew: every transaction before any user or wallet, then users, then wallets.
+        let mut skewed: Vec<RawRecord> = recs.iter().filter(|r| r.input == 2).cloned().collect();
+        skewed.extend(recs.iter().filter(|r| r.input == 0).cloned());
+        skewed.extend(recs.iter().filter(|r| r.input == 1).cloned());
+        let skewed = run_all(&skewed, 250);
+        let txs = recs.iter().filter(|r| r.input == 2).count();
+        assert_eq!(as_read.len(), txs, "every transaction change emitted once");
+        assert_eq!(as_read, skewed, "byte-identical rows whatever the read order");
+        // The synthetic stream creates a wallet without its user now and then: exactly those transactions say
+        // so; every other one is fully enriched.
+        let users: std::collections::BTreeSet<String> = recs
+            .iter()
+            .filter(|r| r.input == 0)
+            .filter_map(|r| match cdc::decode(SourceTable::Users, None, r.payload.as_deref()) {
+                Ok(Decoded::Change(ev)) => ev.pk().map(|k| k.to_string()),
+                _ => None,
+            })
+            .collect();
+        let def = enrich::enriched_def(&[]);
+        let (status, user) = (
+            def.column("enrichment_status").unwrap().0,
+            def.column("user_id").unwrap().0,
+        );
+        let mut missing = 0;
+        for r in &as_read {
+            let expected = if users.contains(&r[user]) {
+                "enriched"
+            } else {
+                missing += 1;
+                "user_missing"
+            };
+            assert_eq!(r[status], expected, "{r:?}");
+        }
+        assert!(missing > 0 && missing < as_read.len() / 2, "{missing}");
+    }
+
+    #[test]
+    fn a_missing_user_waits_for_the_bound_then_is_emitted_with_its_status() {
+        let tx = |id: i64, ms: i64, lsn: u64| RawRecord {
+            input: 2,
+            offset: Offset(id),
+            key: Some(b"42".to_vec()),
+            payload: Some(format!(
+                r#"{{"before":null,"after":{{"id":{id},"wallet_id":42,"user_id":42,"counterparty_wallet_id":null,"kind":"payment","amount":"5.00","fee":"0.10","currency":"USD","status":"pending","country":"US","merchant":"m","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}},"source":{{"ts_ms":{ms},"lsn":{lsn},"txId":{id},"table":"transactions"}},"op":"c"}}"#
+            ).into_bytes()),
+            timestamp_ms: None,
+        };
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        let base = 1_764_000_000_000;
+        p.apply(&mut store, &[tx(1, base, 100)]).unwrap();
+        let out = p.seal(&mut store, false).unwrap();
+        assert!(table_rows(&out, "transactions_enriched").is_empty(), "waits");
+        // 4 s of event time later: still inside the 5 s bound.
+        p.apply(&mut store, &[tx(2, base + 4_000, 200)]).unwrap();
+        let out = p.seal(&mut store, false).unwrap();
+        assert!(table_rows(&out, "transactions_enriched").is_empty());
+        // 6 s later the first one is released, marked; the second still waits.
+        p.apply(&mut store, &[tx(3, base + 6_000, 300)]).unwrap();
+        let out = p.seal(&mut store, false).unwrap();
+        assert_eq!(
+            column(&out, "transactions_enriched", "enrichment_status"),
+            vec!["user_and_wallet_missing"]
+        );
+        assert_eq!(column(&out, "transactions_enriched", "id"), vec!["1"]);
+        // An idle checkpoint releases the rest.
+        let out = p.seal(&mut store, true).unwrap();
+        assert_eq!(column(&out, "transactions_enriched", "id"), vec!["2", "3"]);
+        assert!(p.seal(&mut store, true).unwrap().tables.is_empty());
+    }
+
+    #[test]
+    fn waiting_changes_survive_a_checkpoint_restore() {
+        let recs = records(600, 0);
+        let straight = run_all(&recs, 600);
+        // Same input, but the processor is rebuilt from state half way (as after a crash and restore).
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        let (a, b) = recs.split_at(300);
+        p.apply(&mut store, a).unwrap();
+        let mut rows = table_rows(&p.seal(&mut store, false).unwrap(), "transactions_enriched");
+        store.checkpoint(1).unwrap();
+        let next: Vec<i64> = inputs()
+            .iter()
+            .map(|i| store.position(&i.topic).unwrap().unwrap_or(0))
+            .collect();
+        let mut p = Processor::new(
+            PartitionId(0),
+            inputs(),
+            next,
+            &BTreeMap::new(),
+            StageSettings::default(),
+        );
+        p.apply(&mut store, b).unwrap();
+        rows.extend(table_rows(&p.seal(&mut store, true).unwrap(), "transactions_enriched"));
+        rows.sort_by_key(|r| r[1].parse::<i64>().unwrap());
+        assert_eq!(rows, straight);
+    }
+
+    #[test]
+    fn pnl_minutes_close_on_the_watermark_and_sum_to_the_input() {
+        // 3 minutes of synthetic traffic at 100 µs per event is too short: stretch time by pinning it.
+        let mut synth = Synth::new(9, 10);
+        let mut next = [0i64; 3];
+        let mut recs = Vec::new();
+        for i in 0..3_000i64 {
+            synth.set_now_us(1_764_000_000_000_000 + i * 100_000); // 10 events per second
+            let r = synth.next().unwrap();
+            let input = input_of(r.table);
+            recs.push(RawRecord {
+                input,
+                offset: Offset(next[input]),
+                key: Some(r.key.to_string().into_bytes()),
+                payload: Some(r.payload),
+                timestamp_ms: None,
+            });
+            next[input] += 1;
+        }
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        let mut pnl_rows = Vec::new();
+        for c in recs.chunks(200) {
+            p.apply(&mut store, c).unwrap();
+            pnl_rows.extend(table_rows(&p.seal(&mut store, false).unwrap(), "pnl_minutely"));
+        }
+        // 300 s of events, lateness 30 s: minutes ending at or before 270 s are final.
+        let def = crate::pnl::pnl_def();
+        let idx = |n: &str| def.column(n).unwrap().0;
+        assert!(pnl_rows.len() >= 3, "{pnl_rows:?}");
+        assert!(pnl_rows.iter().all(|r| r[idx("kind")] == "final"));
+        let counted: i64 = pnl_rows
+            .iter()
+            .map(|r| r[idx("tx_count")].parse::<i64>().unwrap())
+            .sum();
+        let inserts_before = |limit_us: i64| {
+            recs.iter()
+                .filter(|r| r.input == 2)
+                .filter(|r| {
+                    let s = String::from_utf8_lossy(r.payload.as_deref().unwrap());
+                    s.contains(r#""op":"c""#)
+                        && crate::cdc::decode(SourceTable::Transactions, None, r.payload.as_deref())
+                            .ok()
+                            .and_then(|d| match d {
+                                Decoded::Change(ev) => Some(ev.source_ts_us < limit_us),
+                                _ => None,
+                            })
+                            .unwrap_or(false)
+                })
+                .count() as i64
+        };
+        // Closed minutes are exactly those starting before the first open one.
+        let last_closed_end = pnl_rows
+            .iter()
+            .map(|r| r[idx("minute")].clone())
+            .max()
+            .unwrap();
+        let end_us = chrono::DateTime::parse_from_rfc3339(&last_closed_end)
+            .unwrap()
+            .timestamp_micros()
+            + crate::pnl::MINUTE_US;
+        assert_eq!(counted, inserts_before(end_us));
+        // Fees: every insert carries a 0.30 fee and none is failed, so fees = 0.30 × count per row.
+        for r in &pnl_rows {
+            let n: i64 = r[idx("tx_count")].parse().unwrap();
+            assert_eq!(r[idx("fees_earned")], format!("{}.{:02}", n * 30 / 100, n * 30 % 100));
+        }
     }
 }
