@@ -56,6 +56,13 @@ const TABLES: [SourceTable; 3] = [
     SourceTable::Transactions,
 ];
 
+/// Output tables other than the changelogs; recovery checks them too, since a crash can leave any of them ahead.
+const DERIVED_TABLES: [&str; 3] = [
+    changelog::QUARANTINE_TABLE,
+    crate::enrich::ENRICHED_TABLE,
+    crate::pnl::PNL_TABLE,
+];
+
 /// Runs until `shutdown` flips to true. Restarts failed generations; returns on fatal errors.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut generation = 0u64;
@@ -247,7 +254,7 @@ pub async fn recover(
     for table in TABLES
         .iter()
         .map(|t| changelog::changes_table(*t))
-        .chain([changelog::QUARANTINE_TABLE.to_string()])
+        .chain(DERIVED_TABLES.iter().map(|t| t.to_string()))
     {
         let Ok(t) = catalog.load_table(&table).await else {
             continue;
@@ -334,6 +341,24 @@ async fn run_generation(
         existing.insert(changelog::changes_table(t), table_columns(&table));
     }
     catalog.ensure_table(&changelog::quarantine_def()).await?;
+    // Derived tables exist from the start, so queries and dashboards work before their first rows. The enriched
+    // table carries the transaction columns learnt in earlier runs.
+    let tx_extras = ChangelogSchema::with_existing(
+        SourceTable::Transactions,
+        existing
+            .get(&changelog::changes_table(SourceTable::Transactions))
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    )
+    .extras;
+    let enriched = catalog
+        .ensure_table(&crate::enrich::enriched_def(&tx_extras))
+        .await?;
+    existing.insert(
+        crate::enrich::ENRICHED_TABLE.to_string(),
+        table_columns(&enriched),
+    );
+    catalog.ensure_table(&crate::pnl::pnl_def()).await?;
 
     let layout = StateLayout::new(pc.data_dir.join("state"));
     let checkpoints = CheckpointCatalog::new(layout.clone());

@@ -194,6 +194,77 @@ fn source_times(batches: &[RecordBatch]) -> Vec<i64> {
     out
 }
 
+/// Business figures carried by committed rows, exported as metrics once the checkpoint is durable.
+enum BusinessFigure {
+    Pnl(String, metrics::PnlFigures),
+    Alerts(String, String, u64),
+}
+
+fn business_figures(table: &str, batches: &[RecordBatch]) -> Vec<BusinessFigure> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Decimal128Type, Int64Type};
+    let mut out = Vec::new();
+    for b in batches {
+        let text = |name: &str| b.column_by_name(name).and_then(|c| c.as_string_opt::<i32>().cloned());
+        match table {
+            crate::pnl::PNL_TABLE => {
+                let money = |name: &str| {
+                    b.column_by_name(name)
+                        .and_then(|c| c.as_primitive_opt::<Decimal128Type>().cloned())
+                };
+                let (Some(cur), Some(fees), Some(refunds), Some(charge), Some(volume)) = (
+                    text("currency"),
+                    money("fees_earned"),
+                    money("refund_losses"),
+                    money("chargeback_losses"),
+                    money("volume"),
+                ) else {
+                    continue;
+                };
+                let count = b
+                    .column_by_name("tx_count")
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
+                // Money columns are at scale 2.
+                let units = |v: i128| v as f64 / 100.0;
+                for i in 0..b.num_rows() {
+                    out.push(BusinessFigure::Pnl(
+                        cur.value(i).to_string(),
+                        metrics::PnlFigures {
+                            fees_earned: units(fees.value(i)),
+                            refund_losses: units(refunds.value(i)),
+                            chargeback_losses: units(charge.value(i)),
+                            volume: units(volume.value(i)),
+                            tx_count: count
+                                .as_ref()
+                                .filter(|c| c.is_valid(i))
+                                .map_or(0, |c| c.value(i).max(0) as u64),
+                        },
+                    ));
+                }
+            }
+            "fraud_alerts" => {
+                let (Some(rule), Some(sev)) = (text("rule"), text("severity")) else {
+                    continue;
+                };
+                let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+                for i in 0..b.num_rows() {
+                    *counts
+                        .entry((rule.value(i).to_string(), sev.value(i).to_string()))
+                        .or_default() += 1;
+                }
+                out.extend(
+                    counts
+                        .into_iter()
+                        .map(|((r, s), n)| BusinessFigure::Alerts(r, s, n)),
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn to_meta_offsets(offsets: &Offsets) -> BTreeMap<String, BTreeMap<PartitionId, Offset>> {
     offsets
         .iter()
@@ -254,6 +325,7 @@ async fn commit_checkpoint(
     let mut rows = BTreeMap::new();
     let mut written_files = BTreeMap::new();
     let mut event_times: Vec<(String, Vec<i64>)> = Vec::new();
+    let mut business: Vec<BusinessFigure> = Vec::new();
     for (name, outputs) in &by_table {
         let defs: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
         let Some(def) = union_defs(&defs) else {
@@ -268,6 +340,7 @@ async fn commit_checkpoint(
             .map_err(|e| format!("table {name}: {e}"))?;
         let count: usize = batches.iter().map(RecordBatch::num_rows).sum();
         event_times.push((name.clone(), source_times(&batches)));
+        business.extend(business_figures(name, &batches));
         let span = tracing::info_span!("write", table = %name, rows = count, checkpoint = n.0);
         let written = sink::write_data_files(&table, &meta, batches)
             .instrument(span)
@@ -309,6 +382,15 @@ async fn commit_checkpoint(
     let now_us = chrono::Utc::now().timestamp_micros();
     for (table, times) in event_times {
         metrics::freshness(&table, now_us, times.into_iter());
+    }
+    // Only now that the checkpoint is durable: a crash before this point would replay these rows.
+    for f in business {
+        match f {
+            BusinessFigure::Pnl(currency, figures) => metrics::pnl_committed(&currency, &figures),
+            BusinessFigure::Alerts(rule, severity, n) => {
+                metrics::fraud_alerts_committed(&rule, &severity, n)
+            }
+        }
     }
     args.offsets = offsets;
     drop(permits);
