@@ -128,6 +128,8 @@ struct RawConfig {
     enrich: RawEnrich,
     #[serde(default)]
     pnl: RawPnl,
+    #[serde(default)]
+    dq: crate::dq::DqConfig,
 }
 
 /// `[enrich]`: joining transactions with their user and wallet.
@@ -683,6 +685,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let dq_rules = crate::dq::compile(&raw.dq).map_err(|e| invalid("dq.rules", &e.to_string()))?;
+
     Ok(Config {
         pipeline: PipelineConfig {
             writer_id: p.writer_id,
@@ -709,6 +713,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         stages: crate::processor::StageSettings {
             enrich_max_delay: raw.enrich.max_delay,
             pnl_allowed_lateness: raw.pnl.allowed_lateness,
+            dq: std::sync::Arc::new(dq_rules),
+            dq_post_write_policy: raw.dq.post_write_policy,
         },
     })
 }

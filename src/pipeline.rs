@@ -47,6 +47,10 @@ pub enum FatalError {
     },
     #[error("commit intent {0} cannot be finished: {1}")]
     BrokenIntent(u64, String),
+    /// A post-write check failed and the policy is `halt`. The checkpoint itself is complete; restarting resumes
+    /// after it, once an operator has looked at `dq_results`.
+    #[error("{0}")]
+    DataQualityHalt(String),
 }
 
 /// The source tables, in input order.
@@ -57,10 +61,11 @@ const TABLES: [SourceTable; 3] = [
 ];
 
 /// Output tables other than the changelogs; recovery checks them too, since a crash can leave any of them ahead.
-const DERIVED_TABLES: [&str; 3] = [
+const DERIVED_TABLES: [&str; 4] = [
     changelog::QUARANTINE_TABLE,
     crate::enrich::ENRICHED_TABLE,
     crate::pnl::PNL_TABLE,
+    crate::dq::DQ_RESULTS_TABLE,
 ];
 
 /// Runs until `shutdown` flips to true. Restarts failed generations; returns on fatal errors.
@@ -359,6 +364,8 @@ async fn run_generation(
         table_columns(&enriched),
     );
     catalog.ensure_table(&crate::pnl::pnl_def()).await?;
+    catalog.ensure_table(&crate::dq::dq_results_def()).await?;
+    metrics::dq_rules_known(config.stages.dq.names());
 
     let layout = StateLayout::new(pc.data_dir.join("state"));
     let checkpoints = CheckpointCatalog::new(layout.clone());
@@ -393,6 +400,8 @@ async fn run_generation(
             keep: pc.checkpoints_to_keep,
             offsets: offsets.clone(),
             offset_hint,
+            dq: config.stages.dq.clone(),
+            dq_policy: config.stages.dq_post_write_policy,
         },
         supervisor.get_cell(),
     )
@@ -480,7 +489,14 @@ async fn run_generation(
     tracing::info!("consuming");
 
     let outcome = tokio::select! {
-        failure = fail_rx.recv() => Err(anyhow::anyhow!(failure.unwrap_or_else(|| "supervisor gone".into()))),
+        failure = fail_rx.recv() => {
+            let failure = failure.unwrap_or_else(|| "supervisor gone".into());
+            if failure.contains(committer::DQ_HALT_PREFIX) {
+                Err(FatalError::DataQualityHalt(failure).into())
+            } else {
+                Err(anyhow::anyhow!(failure))
+            }
+        }
         _ = shutdown.changed() => Ok(()),
     };
     // Stop polling first: whatever was delivered before this point is in the actors' mailboxes, ahead of the

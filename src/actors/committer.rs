@@ -50,6 +50,9 @@ pub struct CommitterArgs {
     /// Offsets of the checkpoint we restored from: carried forward for partitions with nothing new.
     pub offsets: Offsets,
     pub offset_hint: OffsetHint,
+    /// Rules re-checked on what each snapshot added, and what a failure does.
+    pub dq: Arc<crate::dq::RuleSet>,
+    pub dq_policy: crate::dq::PostWritePolicy,
 }
 
 pub struct CommitterState {
@@ -326,11 +329,13 @@ async fn commit_checkpoint(
     let mut written_files = BTreeMap::new();
     let mut event_times: Vec<(String, Vec<i64>)> = Vec::new();
     let mut business: Vec<BusinessFigure> = Vec::new();
+    let mut defs: BTreeMap<String, TableDef> = BTreeMap::new();
     for (name, outputs) in &by_table {
-        let defs: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
-        let Some(def) = union_defs(&defs) else {
+        let parts: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
+        let Some(def) = union_defs(&parts) else {
             continue;
         };
+        defs.insert(name.clone(), def.clone());
         let table = args.catalog.ensure_table(&def).await?;
         let schema = sink::table::arrow_schema_for(table.metadata().current_schema())?;
         let batches = outputs
@@ -395,6 +400,104 @@ async fn commit_checkpoint(
     args.offsets = offsets;
     drop(permits);
     (args.offset_hint)(&args.offsets);
+
+    // 5. Post-write data quality: read back what each snapshot added and check it.
+    let results = validate_snapshots(args, &manifest, &defs).await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("{}.{}: {}", r.table, r.check, r.detail))
+        .collect();
+    if !failed.is_empty() {
+        tracing::error!(checkpoint = n.0, failures = ?failed, "post-write data-quality checks failed");
+    }
+    record_dq_results(args, n, &manifest, &results).await?;
+    if args.dq_policy.halts(&results) {
+        return Err(format!(
+            "{DQ_HALT_PREFIX} checkpoint {n} failed post-write checks and dq.post_write_policy is `halt`: {}",
+            failed.join("; ")
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Prefix of the failure that stops the pipeline instead of restarting it (see `pipeline::run`).
+pub const DQ_HALT_PREFIX: &str = "data-quality halt:";
+
+/// Reads back what checkpoint `n` added to each table and runs the post-write checks. A table that cannot be read
+/// back gets a failed `readback` result rather than stopping the pipeline.
+async fn validate_snapshots(
+    args: &CommitterArgs,
+    manifest: &CheckpointManifest,
+    defs: &BTreeMap<String, TableDef>,
+) -> Vec<crate::dq::CheckResult> {
+    let mut out = Vec::new();
+    for (name, snapshot) in &manifest.snapshots {
+        let Some(def) = defs.get(name) else { continue };
+        let expected = manifest.rows.get(name).copied().unwrap_or(0);
+        let files = match args.catalog.load_table(name).await {
+            Ok(t) => sink::readback::added_files(&t, *snapshot).await,
+            Err(e) => Err(e),
+        };
+        let files = match files {
+            Ok(f) => f,
+            Err(e) => {
+                out.push(crate::dq::CheckResult {
+                    table: name.clone(),
+                    check: "readback",
+                    passed: false,
+                    failing_rows: expected,
+                    detail: format!("cannot read snapshot {snapshot} back: {e}"),
+                });
+                continue;
+            }
+        };
+        let has_lsn = def.column(crate::dq::LSN_COLUMN).is_some();
+        for r in crate::dq::validate(def, &files, expected, &args.dq, &["id"]) {
+            // Tables without change positions (P&L, alerts, quarantine) have no (key, lsn) to be unique.
+            if r.check == "unique_key_lsn" && !has_lsn {
+                continue;
+            }
+            out.push(r);
+        }
+    }
+    for r in &out {
+        metrics::dq_check(&r.table, r.check, r.passed);
+    }
+    out
+}
+
+/// Appends the results to `dq_results` as one snapshot carrying checkpoint `n`, idempotently like any other table.
+async fn record_dq_results(
+    args: &CommitterArgs,
+    n: CheckpointId,
+    manifest: &CheckpointManifest,
+    results: &[crate::dq::CheckResult],
+) -> Result<(), ActorProcessingErr> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let def = crate::dq::dq_results_def();
+    let checked_at = chrono::Utc::now().timestamp_micros();
+    let rows: Vec<Vec<crate::value::Value>> = results
+        .iter()
+        .map(|r| {
+            let snapshot = manifest.snapshots.get(&r.table).copied().unwrap_or(0);
+            r.to_row(n, snapshot, checked_at)
+        })
+        .collect();
+    let table = args.catalog.ensure_table(&def).await?;
+    let schema = sink::table::arrow_schema_for(table.metadata().current_schema())?;
+    let batch = sink::rows_to_batch(&def, &schema, &rows)?;
+    let meta = CommitMeta {
+        checkpoint_id: n,
+        writer_id: args.writer_id.clone(),
+        epoch: None,
+        offsets: to_meta_offsets(&manifest.offsets),
+    };
+    let written = sink::write_data_files(&table, &meta, [batch]).await?;
+    sink::commit_files(&args.catalog, &def.name, written.files, &meta).await?;
     Ok(())
 }
 

@@ -166,6 +166,9 @@ pub fn validate(
 
 /// The source table whose rules apply to an output table.
 pub fn source_table_of(output_table: &str) -> Option<SourceTable> {
+    if output_table == crate::enrich::ENRICHED_TABLE {
+        return Some(SourceTable::Transactions);
+    }
     SourceTable::ALL
         .into_iter()
         .find(|t| t.name() == output_table || changes_table(*t) == output_table)
@@ -226,6 +229,15 @@ fn rules_hold(def: &TableDef, files: &[WrittenFile], rules: &RuleSet) -> CheckRe
     for (path, batch) in batches(files) {
         let n = batch.num_rows();
         total += n as u64;
+        // A delete image records a row leaving; rules are checked on rows entering (as at ingestion), so deletes
+        // are never counted as failing.
+        let deletes: Vec<bool> = match batch
+            .column_by_name("op")
+            .and_then(|c| c.as_string_opt::<i32>())
+        {
+            Some(ops) => (0..n).map(|i| ops.is_valid(i) && ops.value(i) == "d").collect(),
+            None => vec![false; n],
+        };
         let mut failed = vec![false; n];
         for (rule, (count, first)) in checked.iter().zip(per_rule.iter_mut()) {
             let Some(array) = batch.column_by_name(rule.column()) else {
@@ -238,6 +250,9 @@ fn rules_hold(def: &TableDef, files: &[WrittenFile], rules: &RuleSet) -> CheckRe
             };
             let view = ColumnView::new(array);
             for (i, row_failed) in failed.iter_mut().enumerate() {
+                if deletes[i] {
+                    continue;
+                }
                 if let Some(reason) = rule.eval(view.cell(i), &no_state) {
                     *row_failed = true;
                     *count += 1;

@@ -18,7 +18,9 @@ use crate::watermark::Watermarks;
 use ledgerstream_state::{KeyRange, PartitionStore, PartitionStoreExt, WriteBatch};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::Duration;
+use crate::dq::RuleSet;
 
 /// Open P&L minutes, keyed by [`pnl::key`].
 const PNL_KEYSPACE: &str = "pnl";
@@ -30,6 +32,10 @@ pub struct StageSettings {
     pub enrich_max_delay: Duration,
     /// How long after a minute ends its P&L row waits for late changes before it is final.
     pub pnl_allowed_lateness: Duration,
+    /// Data-quality rules checked on every row before ingestion, and on what each snapshot added.
+    pub dq: Arc<RuleSet>,
+    /// What a failed post-write check does.
+    pub dq_post_write_policy: crate::dq::PostWritePolicy,
 }
 
 impl Default for StageSettings {
@@ -37,6 +43,8 @@ impl Default for StageSettings {
         StageSettings {
             enrich_max_delay: Duration::from_secs(5),
             pnl_allowed_lateness: Duration::from_secs(30),
+            dq: Arc::new(crate::dq::compile(&crate::dq::DqConfig::default()).unwrap_or_default()),
+            dq_post_write_policy: crate::dq::PostWritePolicy::Alert,
         }
     }
 }
@@ -158,6 +166,22 @@ impl Processor {
             let users = dims.user(tx.user_id())?.cloned();
             let wallets = dims.wallet(tx.wallet_id())?;
             let joined = enrich::join(&tx, users.as_ref(), wallets);
+            // Referential rules, as of the transaction's position (other rules passed at ingestion).
+            if tx.op != Op::Delete {
+                let refs = |t: SourceTable, _id: i64| match t {
+                    SourceTable::Users => joined.user.is_some(),
+                    SourceTable::Wallets => joined.wallet.is_some(),
+                    SourceTable::Transactions => true,
+                };
+                let violations = self.stages.dq.check(&tx.row, &refs);
+                if let Some(first) = violations.first() {
+                    for v in &violations {
+                        metrics::dq_rejected(&v.rule);
+                    }
+                    self.quarantine_waiting(&tx, &first.rule, &violations);
+                    continue;
+                }
+            }
             metrics::enriched(joined.status.as_str());
             let row = enrich::enriched_row(&tx, self.partition.0, &joined, &extras);
             self.derived
@@ -203,6 +227,44 @@ impl Processor {
         self.close_pnl(store, now, lateness)?;
         metrics::partition_watermark(self.partition, now, self.waiting);
         Ok(emitted)
+    }
+
+    /// Quarantines a transaction change that failed a referential rule after its wait. Its raw Kafka payload is no
+    /// longer at hand, so the payload column holds the decoded row image as JSON.
+    fn quarantine_waiting(
+        &mut self,
+        tx: &WaitingTx,
+        rule: &str,
+        violations: &[crate::dq::Violation],
+    ) {
+        let topic = self
+            .inputs
+            .iter()
+            .find(|i| i.table == SourceTable::Transactions)
+            .map(|i| i.topic.clone())
+            .unwrap_or_default();
+        let message = violations
+            .iter()
+            .map(|v| format!("{}: {}", v.rule, v.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        metrics::quarantined("dq_rule", &topic, self.partition.0, tx.kafka_offset, &message);
+        let payload = serde_json::to_vec(&tx.row).unwrap_or_default();
+        let row = crate::changelog::QuarantineRecord {
+            kafka_ts_ms: Some(tx.source_ts_us / 1000),
+            topic: &topic,
+            partition: self.partition.0,
+            offset: tx.kafka_offset,
+            source_table: Some(SourceTable::Transactions.name()),
+            lsn: Some(tx.lsn as i64),
+            kind: "dq_rule",
+            rule: Some(rule),
+            message,
+            key: None,
+            payload: Some(&payload),
+        }
+        .into_row();
+        self.quarantine.push(row);
     }
 
     /// Emits and forgets the P&L minutes the watermark has closed.

@@ -225,7 +225,7 @@ impl Processor {
                 .ok_or(ProcessError::UnknownInput(rec.input))?;
             let table = input.table;
             let topic = input.topic.as_str();
-            let quarantine = |kind: &str, message: String, lsn: Option<i64>| {
+            let quarantine_rule = |kind: &str, rule: Option<&str>, message: String, lsn: Option<i64>| {
                 metrics::quarantined(kind, topic, partition, rec.offset.0, &message);
                 QuarantineRecord {
                     kafka_ts_ms: rec.timestamp_ms,
@@ -235,12 +235,15 @@ impl Processor {
                     source_table: Some(table.name()),
                     lsn,
                     kind,
-                    rule: None,
+                    rule,
                     message,
                     key: rec.key.as_deref(),
                     payload: rec.payload.as_deref(),
                 }
                 .into_row()
+            };
+            let quarantine = |kind: &str, message: String, lsn: Option<i64>| {
+                quarantine_rule(kind, None, message, lsn)
             };
             match cdc::decode(table, rec.key.as_deref(), rec.payload.as_deref()) {
                 Ok(Decoded::Tombstone { .. }) => {
@@ -268,6 +271,38 @@ impl Processor {
                         metrics::duplicate_skipped(table.name());
                         stats.duplicates += 1;
                         continue;
+                    }
+                    // Data-quality rules, on rows entering (not on delete images). Referential rules on
+                    // transactions are checked after the enrichment wait, as of the transaction's position.
+                    if let Some(image) = ev.row.as_ref().filter(|_| ev.op != cdc::Op::Delete) {
+                        let refs = |t: SourceTable, id: i64| {
+                            table == SourceTable::Transactions
+                                || dimension_exists(store, &users, &wallets, t, id)
+                        };
+                        let violations = self.stages.dq.check(image, &refs);
+                        if let Some(first) = violations.first() {
+                            for v in &violations {
+                                metrics::dq_rejected(&v.rule);
+                            }
+                            let message = violations
+                                .iter()
+                                .map(|v| format!("{}: {}", v.rule, v.reason))
+                                .collect::<Vec<_>>()
+                                .join("; ");
+                            self.quarantine.push(quarantine_rule(
+                                "dq_rule",
+                                Some(&first.rule),
+                                message,
+                                Some(ev.lsn.0 as i64),
+                            ));
+                            stats.quarantined += 1;
+                            // Applied (as a rejection): a redelivery must not quarantine it twice.
+                            overlay.insert(key, pos);
+                            wb.put(LSN_KEYSPACE, &key, &pos)?;
+                            watermarks.observe(rec.input, ev.source_ts_us);
+                            self.next[rec.input] = rec.offset.0 + 1;
+                            continue;
+                        }
                     }
                     let schema = self
                         .schemas
@@ -425,6 +460,45 @@ impl Processor {
             offsets,
             records,
         })
+    }
+}
+
+/// Whether a user or wallet is currently known (latest version not deleted), for referential rules on users and
+/// wallets. Reads this batch's changes first, then the store.
+fn dimension_exists(
+    store: &dyn PartitionStore,
+    users: &HashMap<i64, History<UserDim>>,
+    wallets: &HashMap<i64, History<WalletDim>>,
+    table: SourceTable,
+    id: i64,
+) -> bool {
+    fn live<T>(h: Option<&History<T>>) -> bool {
+        h.and_then(|h| h.versions.last())
+            .is_some_and(|v| v.value.is_some())
+    }
+    let key = id.to_be_bytes();
+    match table {
+        SourceTable::Users => match users.get(&id) {
+            Some(h) => live(Some(h)),
+            None => live(
+                store
+                    .get_typed::<History<UserDim>>(USERS_KEYSPACE, &key)
+                    .ok()
+                    .flatten()
+                    .as_ref(),
+            ),
+        },
+        SourceTable::Wallets => match wallets.get(&id) {
+            Some(h) => live(Some(h)),
+            None => live(
+                store
+                    .get_typed::<History<WalletDim>>(WALLETS_KEYSPACE, &key)
+                    .ok()
+                    .flatten()
+                    .as_ref(),
+            ),
+        },
+        SourceTable::Transactions => true,
     }
 }
 
