@@ -42,6 +42,51 @@ fn counts(p: &PipelineDir) -> BTreeMap<String, usize> {
         .collect()
 }
 
+/// Transaction ids the generator made malformed, from its ground-truth file.
+fn bad_transactions(truth: &std::path::Path) -> std::collections::BTreeSet<i64> {
+    std::fs::read_to_string(truth)
+        .expect("truth file")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "bad_row")
+        .filter_map(|v| v["transaction_id"].as_i64())
+        .collect()
+}
+
+/// Audited changes of the given transactions.
+fn audited_changes_of(stack: &Stack, ids: &std::collections::BTreeSet<i64>) -> usize {
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    stack
+        .psql(&format!(
+            "SELECT count(*) FROM ls_audit WHERE tbl = 'transactions' AND pk IN ({})",
+            list.join(",")
+        ))
+        .trim()
+        .parse()
+        .expect("count")
+}
+
+/// `(transaction id, rule)` of every data-quality rejection in the quarantine table.
+fn quarantined_by_rule(p: &PipelineDir) -> Vec<(i64, String)> {
+    let rows = arrow_rows(&read_table(&p.catalog_db(), &p.warehouse(), "quarantine"));
+    rows.iter()
+        .filter(|r| r["error_kind"] == ledgerstream::value::Value::Text("dq_rule".into()))
+        .map(|r| {
+            let ledgerstream::value::Value::Binary(payload) = &r["payload"] else {
+                panic!("payload {:?}", r["payload"]);
+            };
+            let v: serde_json::Value = serde_json::from_slice(payload).expect("payload json");
+            let env = if v.get("payload").is_some() { &v["payload"] } else { &v };
+            let image = if env["after"].is_object() { &env["after"] } else { &env["before"] };
+            let id = image["id"].as_i64().expect("id in quarantined payload");
+            let ledgerstream::value::Value::Text(rule) = &r["rule"] else {
+                panic!("rule {:?}", r["rule"]);
+            };
+            (id, rule.clone())
+        })
+        .collect()
+}
+
 /// Changes per table in the audit log, counting a user-id change as Debezium delivers it (delete + create).
 fn expected_rows(stack: &Stack) -> BTreeMap<String, usize> {
     let out = stack.psql(
@@ -62,8 +107,11 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
     stack.psql_file(&support::repo_root().join("tests/sql/audit.sql"));
     let p = PipelineDir::new("e2e", &stack.brokers(), "fintech", "1s");
 
+    let truth = p.dir.join("truth.jsonl");
     let mut generator = support::ledgerstream()
         .args(["generate", "--pg-url", &stack.pg_url(), "--seed", "5"])
+        .arg("--truth-out")
+        .arg(&truth)
         .args(["--max-changes", &CHANGES.to_string(), "--rate", "300/s"])
         .args([
             "--evolve-after",
@@ -101,7 +149,13 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
         "generator failed"
     );
 
-    let want = expected_rows(&stack);
+    // Malformed transactions (null user, non-positive amount, unknown currency) fail the default data-quality
+    // rules: every change of them goes to quarantine instead of the changelog.
+    let bad = bad_transactions(&truth);
+    assert!(!bad.is_empty(), "the generator injected no bad rows");
+    let bad_changes = audited_changes_of(&stack, &bad);
+    let mut want = expected_rows(&stack);
+    *want.get_mut("transactions").expect("transactions") -= bad_changes;
     let mut run = p.spawn(&[]);
     let caught_up = wait_for(Duration::from_secs(240), || {
         let have = counts(&p);
@@ -151,7 +205,10 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
             );
             by_id.entry(id).or_default().push((op, lsn, r));
         }
-        for ((tbl, pk), audited) in audit.iter().filter(|((tbl, _), _)| tbl == t) {
+        for ((tbl, pk), audited) in audit
+            .iter()
+            .filter(|((tbl, pk), _)| tbl == t && !(t == "transactions" && bad.contains(pk)))
+        {
             let changes = merge_key_changes(by_id.remove(pk).unwrap_or_default());
             assert_eq!(
                 changes.len(),
@@ -174,7 +231,17 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
         );
     }
     let audited: usize = audit.values().map(Vec::len).sum();
-    assert_eq!(compared, audited);
+    assert_eq!(compared + bad_changes, audited);
+
+    // Quarantine: exactly the bad transactions' changes, once each, with the rule that caught them.
+    let quarantined = quarantined_by_rule(&p);
+    let ids: std::collections::BTreeSet<i64> = quarantined.iter().map(|(id, _)| *id).collect();
+    assert_eq!(quarantined.len(), bad_changes, "quarantined changes");
+    assert_eq!(ids, bad, "quarantined transaction ids");
+    assert!(
+        quarantined.iter().all(|(_, rule)| rule.starts_with("transactions.")),
+        "{quarantined:?}"
+    );
 
     // Other readers agree: pyiceberg and DuckDB over the same catalog.
     for t in ["users", "wallets", "transactions"] {
