@@ -11,6 +11,7 @@ pub mod cdc;
 pub mod changelog;
 pub mod checkpoint;
 pub mod config;
+pub mod fraud;
 pub mod generate;
 pub mod metrics;
 pub mod pipeline;
