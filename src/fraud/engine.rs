@@ -110,10 +110,8 @@ impl FraudEngine {
         alerts.extend(self.rapid_drain(state, tx, kind, baseline));
         // The history serves both the spike rule and rapid drain's "large for this user".
         let s = &self.cfg.amount_spike;
-        if (s.enabled || self.cfg.rapid_drain.enabled)
-            && kind.is_debit()
-            && tx.amount > Decimal::ZERO
-        {
+        let tracked = kind.is_debit() || (s.history_includes_deposits && kind == Kind::Deposit);
+        if (s.enabled || self.cfg.rapid_drain.enabled) && tracked && tx.amount > Decimal::ZERO {
             state.amounts.push_back(PastAmount {
                 event_time_us: t,
                 amount: tx.amount,

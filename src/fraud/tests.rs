@@ -33,9 +33,34 @@ fn tx(id: i64, t_s: i64, kind: &str, amount: &str) -> TxFacts {
     }
 }
 
+/// Fixed round numbers for the unit tests, independent of the tuned defaults.
+fn base() -> FraudConfig {
+    let mut c = FraudConfig::default();
+    c.allowed_lateness = Duration::from_secs(5);
+    c.velocity.window = Duration::from_secs(10);
+    c.velocity.max_debits = 5;
+    c.velocity.cooldown = Duration::from_secs(300);
+    c.amount_spike.stat = SpikeStat::Median;
+    c.amount_spike.multiplier = 10.0;
+    c.amount_spike.credit_multiplier = 25.0;
+    c.amount_spike.min_history = 5;
+    c.amount_spike.history_len = 20;
+    c.amount_spike.history_includes_deposits = false;
+    c.amount_spike.history_ttl = Duration::from_secs(30 * 24 * 3600);
+    c.overdraft.cooldown = Duration::from_secs(3600);
+    c.country_hopping.window = Duration::from_secs(10);
+    c.country_hopping.min_countries = 3;
+    c.country_hopping.cooldown = Duration::from_secs(300);
+    c.rapid_drain.within = Duration::from_secs(600);
+    c.rapid_drain.min_deposit_multiple = 5.0;
+    c.rapid_drain.min_share_pct = 80.0;
+    c.rapid_drain.min_deposit = d("50");
+    c
+}
+
 /// Only `rule` enabled, so each test sees one rule's alerts.
 fn only(rule: Rule) -> FraudConfig {
-    let mut c = FraudConfig::default();
+    let mut c = base();
     c.velocity.enabled = rule == Rule::Velocity;
     c.amount_spike.enabled = rule == Rule::AmountSpike;
     c.overdraft.enabled = rule == Rule::Overdraft;
@@ -342,7 +367,7 @@ fn rapid_drain_deposit_must_be_large_for_the_user() {
 
 #[test]
 fn too_late_transactions_change_nothing() {
-    let e = FraudEngine::new(FraudConfig::default());
+    let e = FraudEngine::new(base());
     let mut s = UserWindows::default();
     feed(&e, &mut s, &[tx(1, 100, "payment", "10")]);
     let before = s.clone();
@@ -385,7 +410,7 @@ fn late_transaction_within_lateness_completes_a_window() {
 
 #[test]
 fn expire_keeps_what_rules_need_and_empties_idle_state() {
-    let e = FraudEngine::new(FraudConfig::default());
+    let e = FraudEngine::new(base());
     let mut s = UserWindows::default();
     let mut txs: Vec<TxFacts> = (1..=5).map(|i| tx(i, i, "payment", "100")).collect();
     txs.push(tx(6, 10, "deposit", "1000"));
@@ -426,7 +451,7 @@ fn cooldowns_expire_with_the_watermark() {
 
 #[test]
 fn bincode_round_trip_of_state() {
-    let e = FraudEngine::new(FraudConfig::default());
+    let e = FraudEngine::new(base());
     let mut s = UserWindows::default();
     let mut txs: Vec<TxFacts> = (1..=6).map(|i| tx(i, i, "payment", "12.34")).collect();
     txs.push(tx(7, 7, "deposit", "5000"));
@@ -458,7 +483,7 @@ fn everything() -> Vec<TxFacts> {
 
 #[test]
 fn all_rules_fire_in_rule_order_and_deterministically() {
-    let e = FraudEngine::new(FraudConfig::default());
+    let e = FraudEngine::new(base());
     let run = || {
         let mut s = UserWindows::default();
         feed(&e, &mut s, &everything())
