@@ -104,7 +104,7 @@ impl FraudEngine {
         // The baseline is the history before this transaction.
         let baseline = self.baseline(state);
         alerts.extend(self.velocity(state, tx, kind));
-        alerts.extend(self.amount_spike(state, tx, kind, baseline));
+        alerts.extend(self.amount_spike(tx, kind, baseline));
         alerts.extend(self.overdraft(state, tx, kind));
         alerts.extend(self.country_hopping(state, tx));
         alerts.extend(self.rapid_drain(state, tx, kind, baseline));
@@ -255,13 +255,7 @@ impl FraudEngine {
     }
 
     /// A debit above `multiplier ×` baseline, or a deposit above `credit_multiplier ×` baseline.
-    fn amount_spike(
-        &self,
-        state: &mut UserWindows,
-        tx: &TxFacts,
-        kind: Kind,
-        baseline: Option<Decimal>,
-    ) -> Option<Alert> {
+    fn amount_spike(&self, tx: &TxFacts, kind: Kind, baseline: Option<Decimal>) -> Option<Alert> {
         let c = &self.cfg.amount_spike;
         if !c.enabled || tx.amount <= Decimal::ZERO {
             return None;

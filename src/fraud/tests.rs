@@ -1,6 +1,9 @@
 //! Unit tests per rule and per window with controlled event time; the generator-driven precision/recall test
 //! is in `tests/generator.rs`.
 
+// Tests read best as "defaults, then this one change".
+#![allow(clippy::field_reassign_with_default)]
+
 use super::*;
 use std::time::Duration;
 
