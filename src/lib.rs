@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dq;
 pub mod enrich;
+pub mod fraud;
 pub mod generate;
 pub mod metrics;
 pub mod pipeline;
