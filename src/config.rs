@@ -130,6 +130,8 @@ struct RawConfig {
     pnl: RawPnl,
     #[serde(default)]
     dq: crate::dq::DqConfig,
+    #[serde(default)]
+    fraud: crate::fraud::FraudConfig,
 }
 
 /// `[enrich]`: joining transactions with their user and wallet.
@@ -686,6 +688,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let dq_rules = crate::dq::compile(&raw.dq).map_err(|e| invalid("dq.rules", &e.to_string()))?;
+    raw.fraud
+        .validate()
+        .map_err(|e| invalid("fraud", &e.to_string()))?;
 
     Ok(Config {
         pipeline: PipelineConfig {
@@ -715,6 +720,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             pnl_allowed_lateness: raw.pnl.allowed_lateness,
             dq: std::sync::Arc::new(dq_rules),
             dq_post_write_policy: raw.dq.post_write_policy,
+            fraud: std::sync::Arc::new(crate::fraud::FraudEngine::new(raw.fraud)),
         },
     })
 }

@@ -61,10 +61,11 @@ const TABLES: [SourceTable; 3] = [
 ];
 
 /// Output tables other than the changelogs; recovery checks them too, since a crash can leave any of them ahead.
-const DERIVED_TABLES: [&str; 4] = [
+const DERIVED_TABLES: [&str; 5] = [
     changelog::QUARANTINE_TABLE,
     crate::enrich::ENRICHED_TABLE,
     crate::pnl::PNL_TABLE,
+    crate::fraud::ALERTS_TABLE,
     crate::dq::DQ_RESULTS_TABLE,
 ];
 
@@ -364,6 +365,7 @@ async fn run_generation(
         table_columns(&enriched),
     );
     catalog.ensure_table(&crate::pnl::pnl_def()).await?;
+    catalog.ensure_table(&crate::fraud::alerts_table_def()).await?;
     catalog.ensure_table(&crate::dq::dq_results_def()).await?;
     metrics::dq_rules_known(config.stages.dq.names());
 

@@ -21,9 +21,17 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 use crate::dq::RuleSet;
+use crate::fraud::{self, FraudEngine, TxFacts, UserWindows};
 
 /// Open P&L minutes, keyed by [`pnl::key`].
 const PNL_KEYSPACE: &str = "pnl";
+/// Fraud windows per user ([`UserWindows`]), keyed by user id.
+const FRAUD_KEYSPACE: &str = "fraud";
+
+/// Money columns are `numeric(18,2)`.
+fn money(unscaled: i128) -> rust_decimal::Decimal {
+    rust_decimal::Decimal::try_from_i128_with_scale(unscaled, 2).unwrap_or_default()
+}
 
 /// Settings of the stateful stages, from config.
 #[derive(Debug, Clone)]
@@ -36,6 +44,8 @@ pub struct StageSettings {
     pub dq: Arc<RuleSet>,
     /// What a failed post-write check does.
     pub dq_post_write_policy: crate::dq::PostWritePolicy,
+    /// The fraud rules, evaluated on each new transaction in event-time order.
+    pub fraud: Arc<FraudEngine>,
 }
 
 impl Default for StageSettings {
@@ -45,6 +55,7 @@ impl Default for StageSettings {
             pnl_allowed_lateness: Duration::from_secs(30),
             dq: Arc::new(crate::dq::compile(&crate::dq::DqConfig::default()).unwrap_or_default()),
             dq_post_write_policy: crate::dq::PostWritePolicy::Alert,
+            fraud: Arc::new(FraudEngine::new(crate::fraud::FraudConfig::default())),
         }
     }
 }
@@ -113,6 +124,7 @@ impl Processor {
     pub(super) fn derived_def(&self, table: &str) -> TableDef {
         match table {
             enrich::ENRICHED_TABLE => enrich::enriched_def(&self.transaction_extras()),
+            fraud::ALERTS_TABLE => fraud::alerts_table_def(),
             _ => pnl::pnl_def(),
         }
     }
@@ -155,12 +167,14 @@ impl Processor {
             pnl::first_open_minute(previous, lateness)
         };
         let mut open: BTreeMap<Vec<u8>, PnlAgg> = BTreeMap::new();
+        let reader: &dyn PartitionStore = &*store;
         let mut dims = Dims {
-            store: &*store,
+            store: reader,
             users: HashMap::new(),
             wallets: HashMap::new(),
         };
         let emitted = ready.len();
+        let mut windows: HashMap<i64, UserWindows> = HashMap::new();
         for (key, tx) in ready {
             wb.delete(WAIT_KEYSPACE, &key)?;
             let users = dims.user(tx.user_id())?.cloned();
@@ -183,6 +197,43 @@ impl Processor {
                 }
             }
             metrics::enriched(joined.status.as_str());
+            if matches!(tx.op, Op::Create | Op::Read)
+                && let Some(user_id) = tx.user_id()
+                && let Some(crate::cdc::TypedRow::Transaction(t)) = tx.row.typed()
+            {
+                let facts = TxFacts {
+                    transaction_id: t.id,
+                    lsn: tx.lsn,
+                    event_time_us: tx.source_ts_us,
+                    user_id,
+                    wallet_id: t.wallet_id,
+                    kind: t.kind,
+                    status: t.status,
+                    amount: t.amount,
+                    fee: t.fee,
+                    currency: t.currency,
+                    country: t.country,
+                    user_country: joined.user.map(|u| u.country.clone()),
+                    wallet_balance_after: joined.wallet.map(|w| money(w.balance_unscaled)),
+                };
+                if let std::collections::hash_map::Entry::Vacant(e) = windows.entry(user_id) {
+                    let state: UserWindows = reader
+                        .get_typed(FRAUD_KEYSPACE, &user_id.to_be_bytes())?
+                        .unwrap_or_default();
+                    e.insert(state);
+                }
+                if let Some(state) = windows.get_mut(&user_id) {
+                    match self.stages.fraud.on_transaction(state, &facts, previous) {
+                        fraud::Outcome::TooLate => metrics::late_event("fraud"),
+                        outcome => {
+                            let rows = self.derived.entry(fraud::ALERTS_TABLE).or_default();
+                            for alert in outcome.into_alerts() {
+                                rows.push(alert.to_row(self.partition.0));
+                            }
+                        }
+                    }
+                }
+            }
             let row = enrich::enriched_row(&tx, self.partition.0, &joined, &extras);
             self.derived
                 .entry(enrich::ENRICHED_TABLE)
@@ -209,7 +260,7 @@ impl Processor {
                 } else {
                     let k = pnl::key(minute, input.currency);
                     if !open.contains_key(&k) {
-                        let agg: PnlAgg = store_get(&dims, PNL_KEYSPACE, &k)?.unwrap_or_default();
+                        let agg: PnlAgg = reader.get_typed(PNL_KEYSPACE, &k)?.unwrap_or_default();
                         open.insert(k.clone(), agg);
                     }
                     if let Some(agg) = open.get_mut(&k) {
@@ -220,6 +271,14 @@ impl Processor {
         }
         for (k, agg) in &open {
             wb.put_typed(PNL_KEYSPACE, k, agg)?;
+        }
+        // Retention by watermark: what no rule can need any more is dropped, and an empty user is forgotten.
+        for (user, mut state) in windows {
+            if self.stages.fraud.expire(&mut state, now) {
+                wb.delete(FRAUD_KEYSPACE, &user.to_be_bytes())?;
+            } else {
+                wb.put_typed(FRAUD_KEYSPACE, &user.to_be_bytes(), &state)?;
+            }
         }
         wb.put_typed(META_KEYSPACE, WATERMARKS_KEY, &*watermarks)?;
         store.write(wb)?;
@@ -311,8 +370,4 @@ impl Processor {
         store.write(wb)?;
         Ok(())
     }
-}
-
-fn store_get(dims: &Dims<'_>, keyspace: &str, key: &[u8]) -> Result<Option<PnlAgg>, ProcessError> {
-    Ok(dims.store.get_typed(keyspace, key)?)
 }
