@@ -687,10 +687,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
-    let dq_rules = crate::dq::compile(&raw.dq).map_err(|e| invalid("dq.rules", &e.to_string()))?;
+    let dq_rules = crate::dq::compile(&raw.dq).map_err(|e| invalid("dq.rules", e.to_string()))?;
     raw.fraud
         .validate()
-        .map_err(|e| invalid("fraud", &e.to_string()))?;
+        .map_err(|e| invalid("fraud", e.to_string()))?;
 
     Ok(Config {
         pipeline: PipelineConfig {

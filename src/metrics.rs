@@ -579,7 +579,9 @@ pub fn late_event(stage: &str) {
 }
 
 pub fn fraud_alerts_committed(rule: &str, severity: &str, n: u64) {
-    B.fraud_alerts.with_label_values(&[rule, severity]).inc_by(n);
+    B.fraud_alerts
+        .with_label_values(&[rule, severity])
+        .inc_by(n);
 }
 
 /// Committed P&L figures of one row (money in currency units).
@@ -600,7 +602,10 @@ pub fn pnl_committed(currency: &str, f: &PnlFigures) {
             .with_label_values(&[&c])
             .inc_by(-f.fees_earned);
     }
-    for (kind, v) in [("refund", f.refund_losses), ("chargeback", f.chargeback_losses)] {
+    for (kind, v) in [
+        ("refund", f.refund_losses),
+        ("chargeback", f.chargeback_losses),
+    ] {
         // A negative loss is a cancelled refund or chargeback: it reduces the loss, counted as a reversal.
         if v > 0.0 {
             B.pnl_losses.with_label_values(&[&c, kind]).inc_by(v);
@@ -609,7 +614,9 @@ pub fn pnl_committed(currency: &str, f: &PnlFigures) {
     if f.volume > 0.0 {
         B.pnl_volume.with_label_values(&[&c]).inc_by(f.volume);
     }
-    B.pnl_transactions.with_label_values(&[&c]).inc_by(f.tx_count);
+    B.pnl_transactions
+        .with_label_values(&[&c])
+        .inc_by(f.tx_count);
 }
 
 pub fn dq_rejected(rule: &str) {

@@ -365,7 +365,9 @@ async fn run_generation(
         table_columns(&enriched),
     );
     catalog.ensure_table(&crate::pnl::pnl_def()).await?;
-    catalog.ensure_table(&crate::fraud::alerts_table_def()).await?;
+    catalog
+        .ensure_table(&crate::fraud::alerts_table_def())
+        .await?;
     catalog.ensure_table(&crate::dq::dq_results_def()).await?;
     metrics::dq_rules_known(config.stages.dq.names());
 

@@ -81,7 +81,13 @@ fn fraud_precision_recall(p: &PipelineDir, truth: &std::path::Path) {
     let ids: BTreeSet<&String> = alerts.iter().map(|a| &a.0).collect();
     assert_eq!(ids.len(), alerts.len(), "duplicate alert ids");
     let mut failures = Vec::new();
-    for rule in ["velocity", "overdraft", "country_hopping", "rapid_drain", "amount_spike"] {
+    for rule in [
+        "velocity",
+        "overdraft",
+        "country_hopping",
+        "rapid_drain",
+        "amount_spike",
+    ] {
         let eps: Vec<&BTreeSet<i64>> = episodes
             .iter()
             .filter(|(r, _)| r == rule)
@@ -115,7 +121,9 @@ fn fraud_precision_recall(p: &PipelineDir, truth: &std::path::Path) {
             _ => (0.0, 0.0),
         };
         if !eps.is_empty() && (precision < min_precision || recall < min_recall) {
-            failures.push(format!("{rule}: precision {precision:.2}, recall {recall:.2}"));
+            failures.push(format!(
+                "{rule}: precision {precision:.2}, recall {recall:.2}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:?}");
@@ -155,8 +163,16 @@ fn quarantined_by_rule(p: &PipelineDir) -> Vec<(i64, String)> {
                 panic!("payload {:?}", r["payload"]);
             };
             let v: serde_json::Value = serde_json::from_slice(payload).expect("payload json");
-            let env = if v.get("payload").is_some() { &v["payload"] } else { &v };
-            let image = if env["after"].is_object() { &env["after"] } else { &env["before"] };
+            let env = if v.get("payload").is_some() {
+                &v["payload"]
+            } else {
+                &v
+            };
+            let image = if env["after"].is_object() {
+                &env["after"]
+            } else {
+                &env["before"]
+            };
             let id = image["id"].as_i64().expect("id in quarantined payload");
             let ledgerstream::value::Value::Text(rule) = &r["rule"] else {
                 panic!("rule {:?}", r["rule"]);
@@ -318,7 +334,9 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
     assert_eq!(quarantined.len(), bad_changes, "quarantined changes");
     assert_eq!(ids, bad, "quarantined transaction ids");
     assert!(
-        quarantined.iter().all(|(_, rule)| rule.starts_with("transactions.")),
+        quarantined
+            .iter()
+            .all(|(_, rule)| rule.starts_with("transactions.")),
         "{quarantined:?}"
     );
 
@@ -334,7 +352,11 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
         "transactions_changes",
     ));
     let enriched_set: std::collections::BTreeSet<_> = enriched.iter().copied().collect();
-    assert_eq!(enriched.len(), enriched_set.len(), "duplicate enriched rows");
+    assert_eq!(
+        enriched.len(),
+        enriched_set.len(),
+        "duplicate enriched rows"
+    );
     assert_eq!(
         enriched_set,
         changes.iter().copied().collect(),

@@ -209,7 +209,10 @@ fn business_figures(table: &str, batches: &[RecordBatch]) -> Vec<BusinessFigure>
     use arrow_array::types::{Decimal128Type, Int64Type};
     let mut out = Vec::new();
     for b in batches {
-        let text = |name: &str| b.column_by_name(name).and_then(|c| c.as_string_opt::<i32>().cloned());
+        let text = |name: &str| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>().cloned())
+        };
         match table {
             crate::pnl::PNL_TABLE => {
                 let money = |name: &str| {

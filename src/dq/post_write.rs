@@ -235,7 +235,9 @@ fn rules_hold(def: &TableDef, files: &[WrittenFile], rules: &RuleSet) -> CheckRe
             .column_by_name("op")
             .and_then(|c| c.as_string_opt::<i32>())
         {
-            Some(ops) => (0..n).map(|i| ops.is_valid(i) && ops.value(i) == "d").collect(),
+            Some(ops) => (0..n)
+                .map(|i| ops.is_valid(i) && ops.value(i) == "d")
+                .collect(),
             None => vec![false; n],
         };
         let mut failed = vec![false; n];

@@ -80,7 +80,7 @@ pub fn dimension_of(op: Op, row: &Row) -> Option<Dimension> {
     match row.typed()? {
         TypedRow::User(u) => Some(Dimension::User(
             u.id,
-            (!deleted).then(|| UserDim {
+            (!deleted).then_some(UserDim {
                 country: u.country,
                 kyc_status: u.kyc_status,
                 risk_tier: u.risk_tier,
@@ -94,7 +94,7 @@ pub fn dimension_of(op: Op, row: &Row) -> Option<Dimension> {
             };
             Some(Dimension::Wallet(
                 w.id,
-                (!deleted).then(|| WalletDim {
+                (!deleted).then_some(WalletDim {
                     user_id: w.user_id,
                     currency: w.currency,
                     balance_unscaled,

@@ -116,7 +116,12 @@ fn as_of_sees_its_own_transaction_and_nothing_later() {
 fn prune_keeps_what_a_transaction_after_the_horizon_can_see() {
     let mut h = History::default();
     for (i, ts) in [10, 20, 30, 40].iter().enumerate() {
-        h.insert(version(i as u64 + 1, i as i64, *ts, Some(wallet(*ts as i128))));
+        h.insert(version(
+            i as u64 + 1,
+            i as i64,
+            *ts,
+            Some(wallet(*ts as i128)),
+        ));
     }
     h.prune(25);
     // Version at ts 20 is still the view at the horizon; ts 10 is superseded before it.

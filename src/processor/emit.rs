@@ -9,7 +9,9 @@ use super::{
     WATERMARKS_KEY,
 };
 use crate::cdc::{Op, SourceTable};
+use crate::dq::RuleSet;
 use crate::enrich::{self, History, UserDim, WaitingTx, WalletDim};
+use crate::fraud::{self, FraudEngine, TxFacts, UserWindows};
 use crate::metrics;
 use crate::pnl::{self, PnlAgg};
 use crate::sink::TableDef;
@@ -20,8 +22,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
-use crate::dq::RuleSet;
-use crate::fraud::{self, FraudEngine, TxFacts, UserWindows};
 
 /// Open P&L minutes, keyed by [`pnl::key`].
 const PNL_KEYSPACE: &str = "pnl";
@@ -307,7 +307,13 @@ impl Processor {
             .map(|v| format!("{}: {}", v.rule, v.reason))
             .collect::<Vec<_>>()
             .join("; ");
-        metrics::quarantined("dq_rule", &topic, self.partition.0, tx.kafka_offset, &message);
+        metrics::quarantined(
+            "dq_rule",
+            &topic,
+            self.partition.0,
+            tx.kafka_offset,
+            &message,
+        );
         let payload = serde_json::to_vec(&tx.row).unwrap_or_default();
         let row = crate::changelog::QuarantineRecord {
             kafka_ts_ms: Some(tx.source_ts_us / 1000),

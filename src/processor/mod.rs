@@ -225,23 +225,24 @@ impl Processor {
                 .ok_or(ProcessError::UnknownInput(rec.input))?;
             let table = input.table;
             let topic = input.topic.as_str();
-            let quarantine_rule = |kind: &str, rule: Option<&str>, message: String, lsn: Option<i64>| {
-                metrics::quarantined(kind, topic, partition, rec.offset.0, &message);
-                QuarantineRecord {
-                    kafka_ts_ms: rec.timestamp_ms,
-                    topic,
-                    partition,
-                    offset: rec.offset.0,
-                    source_table: Some(table.name()),
-                    lsn,
-                    kind,
-                    rule,
-                    message,
-                    key: rec.key.as_deref(),
-                    payload: rec.payload.as_deref(),
-                }
-                .into_row()
-            };
+            let quarantine_rule =
+                |kind: &str, rule: Option<&str>, message: String, lsn: Option<i64>| {
+                    metrics::quarantined(kind, topic, partition, rec.offset.0, &message);
+                    QuarantineRecord {
+                        kafka_ts_ms: rec.timestamp_ms,
+                        topic,
+                        partition,
+                        offset: rec.offset.0,
+                        source_table: Some(table.name()),
+                        lsn,
+                        kind,
+                        rule,
+                        message,
+                        key: rec.key.as_deref(),
+                        payload: rec.payload.as_deref(),
+                    }
+                    .into_row()
+                };
             let quarantine = |kind: &str, message: String, lsn: Option<i64>| {
                 quarantine_rule(kind, None, message, lsn)
             };
@@ -820,7 +821,10 @@ mod tests {
             .find(|t| t.def.name == table)
             .and_then(|t| t.def.column(name).map(|(i, _)| i))
             .unwrap();
-        table_rows(out, table).into_iter().map(|r| r[idx].clone()).collect()
+        table_rows(out, table)
+            .into_iter()
+            .map(|r| r[idx].clone())
+            .collect()
     }
 
     /// Runs `recs` through a fresh processor in chunks, then one idle seal; returns everything sealed, with the
@@ -831,9 +835,15 @@ mod tests {
         let mut enriched = Vec::new();
         for c in recs.chunks(chunk) {
             p.apply(&mut store, c).unwrap();
-            enriched.extend(table_rows(&p.seal(&mut store, false).unwrap(), "transactions_enriched"));
+            enriched.extend(table_rows(
+                &p.seal(&mut store, false).unwrap(),
+                "transactions_enriched",
+            ));
         }
-        enriched.extend(table_rows(&p.seal(&mut store, true).unwrap(), "transactions_enriched"));
+        enriched.extend(table_rows(
+            &p.seal(&mut store, true).unwrap(),
+            "transactions_enriched",
+        ));
         // Column 1 is the LSN.
         enriched.sort_by_key(|r| r[1].parse::<i64>().unwrap());
         enriched
@@ -850,16 +860,21 @@ mod tests {
         let skewed = run_all(&skewed, 250);
         let txs = recs.iter().filter(|r| r.input == 2).count();
         assert_eq!(as_read.len(), txs, "every transaction change emitted once");
-        assert_eq!(as_read, skewed, "byte-identical rows whatever the read order");
+        assert_eq!(
+            as_read, skewed,
+            "byte-identical rows whatever the read order"
+        );
         // The synthetic stream creates a wallet without its user now and then: exactly those transactions say
         // so; every other one is fully enriched.
         let users: std::collections::BTreeSet<String> = recs
             .iter()
             .filter(|r| r.input == 0)
-            .filter_map(|r| match cdc::decode(SourceTable::Users, None, r.payload.as_deref()) {
-                Ok(Decoded::Change(ev)) => ev.pk().map(|k| k.to_string()),
-                _ => None,
-            })
+            .filter_map(
+                |r| match cdc::decode(SourceTable::Users, None, r.payload.as_deref()) {
+                    Ok(Decoded::Change(ev)) => ev.pk().map(|k| k.to_string()),
+                    _ => None,
+                },
+            )
             .collect();
         let def = enrich::enriched_def(&[]);
         let (status, user) = (
@@ -881,7 +896,8 @@ mod tests {
 
     #[test]
     fn a_missing_user_waits_for_the_bound_then_is_emitted_with_its_status() {
-        let tx = |id: i64, ms: i64, lsn: u64| RawRecord {
+        let tx = |id: i64, ms: i64, lsn: u64| {
+            RawRecord {
             input: 2,
             offset: Offset(id),
             key: Some(b"42".to_vec()),
@@ -889,13 +905,17 @@ mod tests {
                 r#"{{"before":null,"after":{{"id":{id},"wallet_id":42,"user_id":42,"counterparty_wallet_id":null,"kind":"payment","amount":"5.00","fee":"0.10","currency":"USD","status":"pending","country":"US","merchant":"m","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}},"source":{{"ts_ms":{ms},"lsn":{lsn},"txId":{id},"table":"transactions"}},"op":"c"}}"#
             ).into_bytes()),
             timestamp_ms: None,
+        }
         };
         let mut store = MemoryPartitionStore::new();
         let mut p = processor();
         let base = 1_764_000_000_000;
         p.apply(&mut store, &[tx(1, base, 100)]).unwrap();
         let out = p.seal(&mut store, false).unwrap();
-        assert!(table_rows(&out, "transactions_enriched").is_empty(), "waits");
+        assert!(
+            table_rows(&out, "transactions_enriched").is_empty(),
+            "waits"
+        );
         // 4 s of event time later: still inside the 5 s bound.
         p.apply(&mut store, &[tx(2, base + 4_000, 200)]).unwrap();
         let out = p.seal(&mut store, false).unwrap();
@@ -937,7 +957,10 @@ mod tests {
             StageSettings::default(),
         );
         p.apply(&mut store, b).unwrap();
-        rows.extend(table_rows(&p.seal(&mut store, true).unwrap(), "transactions_enriched"));
+        rows.extend(table_rows(
+            &p.seal(&mut store, true).unwrap(),
+            "transactions_enriched",
+        ));
         rows.sort_by_key(|r| r[1].parse::<i64>().unwrap());
         assert_eq!(rows, straight);
     }
@@ -966,7 +989,10 @@ mod tests {
         let mut pnl_rows = Vec::new();
         for c in recs.chunks(200) {
             p.apply(&mut store, c).unwrap();
-            pnl_rows.extend(table_rows(&p.seal(&mut store, false).unwrap(), "pnl_minutely"));
+            pnl_rows.extend(table_rows(
+                &p.seal(&mut store, false).unwrap(),
+                "pnl_minutely",
+            ));
         }
         // 300 s of events, lateness 30 s: minutes ending at or before 270 s are final.
         let def = crate::pnl::pnl_def();
@@ -1007,7 +1033,10 @@ mod tests {
         // Fees: every insert carries a 0.30 fee and none is failed, so fees = 0.30 × count per row.
         for r in &pnl_rows {
             let n: i64 = r[idx("tx_count")].parse().unwrap();
-            assert_eq!(r[idx("fees_earned")], format!("{}.{:02}", n * 30 / 100, n * 30 % 100));
+            assert_eq!(
+                r[idx("fees_earned")],
+                format!("{}.{:02}", n * 30 / 100, n * 30 % 100)
+            );
         }
     }
 }
