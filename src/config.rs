@@ -132,6 +132,21 @@ struct RawConfig {
     dq: crate::dq::DqConfig,
     #[serde(default)]
     fraud: crate::fraud::FraudConfig,
+    #[serde(default)]
+    schema: RawSchema,
+}
+
+/// `[schema]`: source schema changes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchema {
+    /// A column type change Iceberg cannot express, for every table without an entry in `tables`:
+    /// `quarantine` (default), `new_column` or `halt`.
+    #[serde(default)]
+    type_change: crate::changelog::TypeChangePolicy,
+    /// Per source table (`users`, `wallets`, `transactions`) overrides of `type_change`.
+    #[serde(default)]
+    tables: BTreeMap<String, crate::changelog::TypeChangePolicy>,
 }
 
 /// `[enrich]`: joining transactions with their user and wallet.
@@ -688,6 +703,22 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let dq_rules = crate::dq::compile(&raw.dq).map_err(|e| invalid("dq.rules", e.to_string()))?;
+    let mut type_change = BTreeMap::new();
+    for t in crate::cdc::SourceTable::ALL {
+        type_change.insert(t, raw.schema.type_change);
+    }
+    for (name, policy) in &raw.schema.tables {
+        let t = crate::cdc::SourceTable::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| {
+                invalid(
+                    "schema.tables",
+                    format!("unknown source table `{name}` (users, wallets, transactions)"),
+                )
+            })?;
+        type_change.insert(t, *policy);
+    }
     raw.fraud
         .validate()
         .map_err(|e| invalid("fraud", e.to_string()))?;
@@ -721,6 +752,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             dq: std::sync::Arc::new(dq_rules),
             dq_post_write_policy: raw.dq.post_write_policy,
             fraud: std::sync::Arc::new(crate::fraud::FraudEngine::new(raw.fraud)),
+            type_change,
         },
     })
 }

@@ -495,7 +495,9 @@ async fn run_generation(
     let outcome = tokio::select! {
         failure = fail_rx.recv() => {
             let failure = failure.unwrap_or_else(|| "supervisor gone".into());
-            if failure.contains(committer::DQ_HALT_PREFIX) {
+            if failure.contains(committer::DQ_HALT_PREFIX)
+                || failure.contains(crate::processor::HALT_PREFIX)
+            {
                 Err(FatalError::DataQualityHalt(failure).into())
             } else {
                 Err(anyhow::anyhow!(failure))

@@ -46,6 +46,8 @@ pub struct StageSettings {
     pub dq_post_write_policy: crate::dq::PostWritePolicy,
     /// The fraud rules, evaluated on each new transaction in event-time order.
     pub fraud: Arc<FraudEngine>,
+    /// Per source table: what a column type change Iceberg cannot express does (`[schema]`).
+    pub type_change: std::collections::BTreeMap<SourceTable, crate::changelog::TypeChangePolicy>,
 }
 
 impl Default for StageSettings {
@@ -56,6 +58,7 @@ impl Default for StageSettings {
             dq: Arc::new(crate::dq::compile(&crate::dq::DqConfig::default()).unwrap_or_default()),
             dq_post_write_policy: crate::dq::PostWritePolicy::Alert,
             fraud: Arc::new(FraudEngine::new(crate::fraud::FraudConfig::default())),
+            type_change: Default::default(),
         }
     }
 }
@@ -65,6 +68,10 @@ fn micros(d: Duration) -> i64 {
 }
 
 impl StageSettings {
+    pub fn type_change_policy(&self, table: SourceTable) -> crate::changelog::TypeChangePolicy {
+        self.type_change.get(&table).copied().unwrap_or_default()
+    }
+
     pub(super) fn max_delay_us(&self) -> i64 {
         micros(self.enrich_max_delay)
     }

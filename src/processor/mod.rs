@@ -68,9 +68,12 @@ pub enum ProcessError {
     Batch { table: String, message: String },
     #[error("record for unknown input index {0}")]
     UnknownInput(usize),
-    #[error("halting by policy: {0}")]
+    #[error("{HALT_PREFIX} {0}")]
     Halt(String),
 }
+
+/// Prefix of errors no restart can fix (a configured policy says to stop): the pipeline exits with the message.
+pub const HALT_PREFIX: &str = "halting by policy:";
 
 /// Errors no restart can fix (a configured policy says to stop): the pipeline exits with the message.
 impl ProcessError {
@@ -309,6 +312,16 @@ impl Processor {
                         .schemas
                         .entry(table)
                         .or_insert_with(|| ChangelogSchema::new(table));
+                    let policy = self.stages.type_change_policy(table);
+                    let mut ev = ev;
+                    for column in schema.apply_type_policy(&mut ev, policy) {
+                        metrics::schema_type_conflict(table.name(), "new_column");
+                        tracing::warn!(
+                            table = table.name(),
+                            column,
+                            "type change written to a new column"
+                        );
+                    }
                     match schema.row(&ev, self.partition.0, rec.offset.0) {
                         Ok(Some(row)) => {
                             self.pending.entry(table).or_default().push(row);
@@ -329,7 +342,21 @@ impl Processor {
                             )?;
                         }
                         Ok(None) => stats.truncates += 1,
+                        Err(e @ changelog::ChangelogError::TypeConflict { .. })
+                            if policy == changelog::TypeChangePolicy::Halt =>
+                        {
+                            metrics::schema_type_conflict(table.name(), "halt");
+                            return Err(ProcessError::Halt(format!(
+                                "{e} (record {topic}[{partition}]@{}); schema.type_change for {} is `halt`. \
+                                 Change the policy to `quarantine` or `new_column`, or fix the source, then restart.",
+                                rec.offset.0,
+                                table.name()
+                            )));
+                        }
                         Err(e) => {
+                            if matches!(e, changelog::ChangelogError::TypeConflict { .. }) {
+                                metrics::schema_type_conflict(table.name(), "quarantine");
+                            }
                             self.quarantine.push(quarantine(
                                 e.kind(),
                                 e.to_string(),
@@ -1038,5 +1065,73 @@ mod tests {
                 format!("{}.{:02}", n * 30 / 100, n * 30 % 100)
             );
         }
+    }
+
+    fn evolved_tx(id: i64, lsn: u64, device: &str) -> RawRecord {
+        RawRecord {
+            input: 2,
+            offset: Offset(id),
+            key: Some(b"1".to_vec()),
+            payload: Some(format!(
+                r#"{{"before":null,"after":{{"id":{id},"wallet_id":1,"user_id":1,"counterparty_wallet_id":null,"kind":"payment","amount":"5.00","fee":"0.10","currency":"USD","status":"pending","country":"US","merchant":"m","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","device_id":{device}}},"source":{{"ts_ms":1764000000000,"lsn":{lsn},"txId":{id},"table":"transactions"}},"op":"c"}}"#
+            ).into_bytes()),
+            timestamp_ms: None,
+        }
+    }
+
+    fn with_policy(policy: changelog::TypeChangePolicy) -> Processor {
+        let mut stages = StageSettings::default();
+        stages.type_change.insert(SourceTable::Transactions, policy);
+        Processor::new(
+            PartitionId(0),
+            inputs(),
+            vec![0, 0, 0],
+            &BTreeMap::new(),
+            stages,
+        )
+    }
+
+    #[test]
+    fn a_type_change_goes_to_a_new_column_in_every_table_under_new_column() {
+        let mut store = MemoryPartitionStore::new();
+        let mut p = with_policy(changelog::TypeChangePolicy::NewColumn);
+        let recs = [evolved_tx(1, 100, r#""dev-1""#), evolved_tx(2, 200, "42")];
+        let stats = p.apply(&mut store, &recs).unwrap();
+        assert_eq!((stats.rows, stats.quarantined), (2, 0));
+        let out = p.seal(&mut store, true).unwrap();
+        for table in ["transactions_changes", "transactions_enriched"] {
+            assert_eq!(
+                column(&out, table, "device_id"),
+                vec!["dev-1", ""],
+                "{table}"
+            );
+            assert_eq!(
+                column(&out, table, "device_id__int64"),
+                vec!["", "42"],
+                "{table}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_type_change_is_quarantined_by_default_and_halts_under_halt() {
+        let recs = [evolved_tx(1, 100, r#""dev-1""#), evolved_tx(2, 200, "42")];
+        let mut store = MemoryPartitionStore::new();
+        let mut p = processor();
+        let stats = p.apply(&mut store, &recs).unwrap();
+        assert_eq!((stats.rows, stats.quarantined), (1, 1));
+        let out = p.seal(&mut store, true).unwrap();
+        assert_eq!(
+            column(&out, "quarantine", "error_kind"),
+            vec!["schema_type_conflict"]
+        );
+
+        let mut store = MemoryPartitionStore::new();
+        let mut p = with_policy(changelog::TypeChangePolicy::Halt);
+        p.apply(&mut store, &recs[..1]).unwrap();
+        let err = p.apply(&mut store, &recs[1..]).unwrap_err();
+        assert!(err.is_fatal(), "{err}");
+        assert!(err.to_string().starts_with(HALT_PREFIX), "{err}");
+        assert!(err.to_string().contains("device_id"), "{err}");
     }
 }
