@@ -134,6 +134,17 @@ struct RawConfig {
     fraud: crate::fraud::FraudConfig,
     #[serde(default)]
     schema: RawSchema,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+/// `[alerts]`: fraud alerts published to Kafka as well as written to `fraud_alerts`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    /// Topic to publish committed alerts to (at least once, keyed by user id, JSON with `alert_id`); unset: off.
+    /// The topic must exist (the native broker does not auto-create; `stack/topics.conf` creates `fintech.alerts`).
+    topic: Option<String>,
 }
 
 /// `[schema]`: source schema changes.
@@ -385,6 +396,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub kafka: KafkaConfig,
     pub iceberg: IcebergConfig,
+    /// Kafka topic for committed fraud alerts, if any.
+    pub alerts_topic: Option<String>,
     /// The stateful stages inside the partition actors (enrichment, P&L, fraud, data quality).
     pub stages: crate::processor::StageSettings,
 }
@@ -703,6 +716,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let dq_rules = crate::dq::compile(&raw.dq).map_err(|e| invalid("dq.rules", e.to_string()))?;
+    if raw
+        .alerts
+        .topic
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        return Err(invalid(
+            "alerts.topic",
+            "must not be empty (leave it unset to turn publishing off)",
+        ));
+    }
     let mut type_change = BTreeMap::new();
     for t in crate::cdc::SourceTable::ALL {
         type_change.insert(t, raw.schema.type_change);
@@ -746,6 +770,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             catalog,
             s3,
         },
+        alerts_topic: raw.alerts.topic,
         stages: crate::processor::StageSettings {
             enrich_max_delay: raw.enrich.max_delay,
             pnl_allowed_lateness: raw.pnl.allowed_lateness,

@@ -6,6 +6,7 @@
 //! configuration and metrics. See `ARCHITECTURE.md`.
 
 pub mod actors;
+pub mod alerts_out;
 pub mod bench;
 pub mod cdc;
 pub mod changelog;

@@ -203,6 +203,7 @@ pub async fn recover(
     checkpoints: &CheckpointCatalog,
     intents: &IntentStore,
     partitions: &[PartitionId],
+    alerts: Option<&crate::alerts_out::AlertPublisher>,
 ) -> anyhow::Result<Recovered> {
     let parts: Vec<u32> = partitions.iter().map(|p| p.0 as u32).collect();
     let latest_before = checkpoints.latest_complete(&parts)?.map(|c| c.id);
@@ -222,6 +223,20 @@ pub async fn recover(
                 .await
                 .map_err(|e| anyhow::anyhow!("finishing intent {id}: {e}"))?
         };
+        // The crash may have come before this checkpoint's alerts reached Kafka: publish them (again).
+        if let (Some(publisher), Some(snapshot)) =
+            (alerts, snapshots.get(crate::fraud::ALERTS_TABLE))
+        {
+            let table = catalog.load_table(crate::fraud::ALERTS_TABLE).await?;
+            let files = sink::readback::added_files(&table, *snapshot).await?;
+            let batches: Vec<_> = files.into_iter().flat_map(|f| f.batches).collect();
+            let n = publisher.publish(&batches).await?;
+            tracing::info!(
+                checkpoint = id.0,
+                alerts = n,
+                "republished the alerts of a recovered checkpoint"
+            );
+        }
         let offsets: Offsets = pending
             .meta
             .offsets
@@ -327,6 +342,7 @@ async fn run_generation(
         .map(|s| s.resolve("kafka.sasl_password"))
         .transpose()?
         .map(|s| s.expose().to_string());
+    let sasl_for_alerts = sasl_password.clone();
     let settings = KafkaSourceSettings {
         brokers: config.kafka.brokers.clone(),
         group_id: config.kafka.group_id.clone(),
@@ -374,7 +390,24 @@ async fn run_generation(
     let layout = StateLayout::new(pc.data_dir.join("state"));
     let checkpoints = CheckpointCatalog::new(layout.clone());
     let intents = IntentStore::new(&pc.data_dir);
-    let recovered = recover(config, &catalog, &checkpoints, &intents, &partitions).await?;
+    let alerts = match &config.alerts_topic {
+        Some(topic) => Some(Arc::new(crate::alerts_out::AlertPublisher::new(
+            &config.kafka.brokers,
+            &config.kafka.client,
+            sasl_for_alerts.as_deref(),
+            topic,
+        )?)),
+        None => None,
+    };
+    let recovered = recover(
+        config,
+        &catalog,
+        &checkpoints,
+        &intents,
+        &partitions,
+        alerts.as_deref(),
+    )
+    .await?;
     metrics::recovered(recovered.manifest.as_ref().map(|m| m.id.0));
     let offsets: Offsets = recovered
         .manifest
@@ -406,6 +439,7 @@ async fn run_generation(
             offset_hint,
             dq: config.stages.dq.clone(),
             dq_policy: config.stages.dq_post_write_policy,
+            alerts: alerts.clone(),
         },
         supervisor.get_cell(),
     )

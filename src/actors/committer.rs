@@ -53,6 +53,8 @@ pub struct CommitterArgs {
     /// Rules re-checked on what each snapshot added, and what a failure does.
     pub dq: Arc<crate::dq::RuleSet>,
     pub dq_policy: crate::dq::PostWritePolicy,
+    /// Publishes committed fraud alerts to Kafka, when configured.
+    pub alerts: Option<Arc<crate::alerts_out::AlertPublisher>>,
 }
 
 pub struct CommitterState {
@@ -332,6 +334,7 @@ async fn commit_checkpoint(
     let mut written_files = BTreeMap::new();
     let mut event_times: Vec<(String, Vec<i64>)> = Vec::new();
     let mut business: Vec<BusinessFigure> = Vec::new();
+    let mut alert_batches: Vec<RecordBatch> = Vec::new();
     let mut defs: BTreeMap<String, TableDef> = BTreeMap::new();
     for (name, outputs) in &by_table {
         let parts: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
@@ -349,6 +352,9 @@ async fn commit_checkpoint(
         let count: usize = batches.iter().map(RecordBatch::num_rows).sum();
         event_times.push((name.clone(), source_times(&batches)));
         business.extend(business_figures(name, &batches));
+        if name == crate::fraud::ALERTS_TABLE {
+            alert_batches.extend(batches.iter().cloned());
+        }
         let span = tracing::info_span!("write", table = %name, rows = count, checkpoint = n.0);
         let written = sink::write_data_files(&table, &meta, batches)
             .instrument(span)
@@ -368,6 +374,19 @@ async fn commit_checkpoint(
 
     // 3. One snapshot per table.
     let snapshots = commit_tables(&args.catalog, &pending, &rows, &written_files).await?;
+
+    // Alerts to Kafka, before the marker: a crash before it leaves the intent, whose recovery publishes again.
+    if let Some(publisher) = &args.alerts
+        && !alert_batches.is_empty()
+    {
+        let n_sent = publisher.publish(&alert_batches).await?;
+        tracing::debug!(
+            checkpoint = n.0,
+            alerts = n_sent,
+            topic = publisher.topic(),
+            "alerts published"
+        );
+    }
 
     // 4. The completion marker makes state checkpoint n the recovery point.
     crate::failpoint!("committer::before_state_marker");
