@@ -27,7 +27,8 @@ pub const SOURCE_TS: &str = "source_ts";
 
 const META_COLUMNS: usize = 6;
 
-fn meta_columns() -> Vec<ColumnSpec> {
+/// The change metadata every table of changes starts with (changelogs, `transactions_enriched`).
+pub(crate) fn meta_columns() -> Vec<ColumnSpec> {
     vec![
         ColumnSpec::new("op", ColumnType::Text, false),
         ColumnSpec::new("lsn", ColumnType::Int64, false),
@@ -201,23 +202,49 @@ impl ChangelogSchema {
         self.extras.extend(new_columns);
 
         let mut row = Vec::with_capacity(META_COLUMNS + image.values().len() + self.extras.len());
-        row.push(Value::Text(ev.op.code().to_string()));
-        row.push(Value::Int64(ev.lsn.0 as i64));
-        row.push(ev.tx_id.map_or(Value::Null, Value::Int64));
-        row.push(Value::TimestampTz(ev.source_ts_us));
-        row.push(Value::Int32(kafka_partition));
-        row.push(Value::Int64(kafka_offset));
+        push_meta(
+            &mut row,
+            ev.op,
+            ev.lsn.0,
+            ev.tx_id,
+            ev.source_ts_us,
+            kafka_partition,
+            kafka_offset,
+        );
         row.extend(image.values().iter().cloned());
-        for col in &self.extras {
-            let v = image
-                .extra()
-                .iter()
-                .find(|e| e.name == col.name)
-                .map(|e| e.value.clone())
-                .unwrap_or(Value::Null);
-            row.push(v);
-        }
+        push_extras(&mut row, image, &self.extras);
         Ok(Some(row))
+    }
+}
+
+/// Appends the values of [`meta_columns`].
+pub(crate) fn push_meta(
+    row: &mut Vec<Value>,
+    op: crate::cdc::Op,
+    lsn: u64,
+    tx_id: Option<i64>,
+    source_ts_us: i64,
+    kafka_partition: i32,
+    kafka_offset: i64,
+) {
+    row.push(Value::Text(op.code().to_string()));
+    row.push(Value::Int64(lsn as i64));
+    row.push(tx_id.map_or(Value::Null, Value::Int64));
+    row.push(Value::TimestampTz(source_ts_us));
+    row.push(Value::Int32(kafka_partition));
+    row.push(Value::Int64(kafka_offset));
+}
+
+/// Appends the image's value for each learnt extra column, null where this image lacks it.
+pub(crate) fn push_extras(row: &mut Vec<Value>, image: &crate::cdc::Row, extras: &[ColumnSpec]) {
+    for col in extras {
+        let v = image
+            .extra()
+            .iter()
+            .find(|e| e.name == col.name)
+            .map(|e| e.value.clone())
+            .unwrap_or(Value::Null);
+        row.push(v);
     }
 }
 

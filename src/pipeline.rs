@@ -47,10 +47,11 @@ pub enum FatalError {
     },
     #[error("commit intent {0} cannot be finished: {1}")]
     BrokenIntent(u64, String),
-    /// A post-write check failed and the policy is `halt`. The checkpoint itself is complete; restarting resumes
-    /// after it, once an operator has looked at `dq_results`.
+    /// A configured policy said to stop: a post-write data-quality check failed under `dq.post_write_policy =
+    /// "halt"` (the checkpoint itself is complete; restarting resumes after it, once an operator has looked at
+    /// `dq_results`), or a source type change met `schema.type_change = "halt"`.
     #[error("{0}")]
-    DataQualityHalt(String),
+    PolicyHalt(String),
 }
 
 /// The source tables, in input order.
@@ -527,16 +528,11 @@ async fn run_generation(
     tracing::info!("consuming");
 
     let outcome = tokio::select! {
-        failure = fail_rx.recv() => {
-            let failure = failure.unwrap_or_else(|| "supervisor gone".into());
-            if failure.contains(committer::DQ_HALT_PREFIX)
-                || failure.contains(crate::processor::HALT_PREFIX)
-            {
-                Err(FatalError::DataQualityHalt(failure).into())
-            } else {
-                Err(anyhow::anyhow!(failure))
-            }
-        }
+        failure = fail_rx.recv() => match failure {
+            Some(f) if f.halt => Err(FatalError::PolicyHalt(f.message).into()),
+            Some(f) => Err(anyhow::anyhow!(f.message)),
+            None => Err(anyhow::anyhow!("supervisor gone")),
+        },
         _ = shutdown.changed() => Ok(()),
     };
     // Stop polling first: whatever was delivered before this point is in the actors' mailboxes, ahead of the

@@ -435,17 +435,13 @@ async fn commit_checkpoint(
     }
     record_dq_results(args, n, &manifest, &results).await?;
     if args.dq_policy.halts(&results) {
-        return Err(format!(
-            "{DQ_HALT_PREFIX} checkpoint {n} failed post-write checks and dq.post_write_policy is `halt`: {}",
+        return Err(Box::new(super::supervisor::PolicyHalt(format!(
+            "checkpoint {n} failed post-write data-quality checks and dq.post_write_policy is `halt`: {}",
             failed.join("; ")
-        )
-        .into());
+        ))));
     }
     Ok(())
 }
-
-/// Prefix of the failure that stops the pipeline instead of restarting it (see `pipeline::run`).
-pub const DQ_HALT_PREFIX: &str = "data-quality halt:";
 
 /// Reads back what checkpoint `n` added to each table and runs the post-write checks. A table that cannot be read
 /// back gets a failed `readback` result rather than stopping the pipeline.

@@ -6,15 +6,37 @@
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
+/// An error a restart cannot fix, because a configured policy says to stop (data-quality `halt`, schema
+/// `type_change = "halt"`). An actor failing with it ends the pipeline instead of restarting the generation.
+#[derive(Debug, thiserror::Error)]
+#[error("halting by policy: {0}")]
+pub struct PolicyHalt(pub String);
+
+/// How a generation ended.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    /// The failure was a [`PolicyHalt`]: do not restart.
+    pub halt: bool,
+}
+
+/// Whether an actor's error is a policy halt, directly or inside a [`ProcessError`](crate::processor::ProcessError).
+fn is_halt(err: &ActorProcessingErr) -> bool {
+    err.downcast_ref::<PolicyHalt>().is_some()
+        || err
+            .downcast_ref::<crate::processor::ProcessError>()
+            .is_some_and(crate::processor::ProcessError::is_fatal)
+}
+
 pub struct SupervisorActor;
 
 pub struct SupervisorArgs {
     /// Receives the first failure of the generation. Capacity 1 is enough: the first failure ends it.
-    pub failures: mpsc::Sender<String>,
+    pub failures: mpsc::Sender<Failure>,
 }
 
 pub struct SupervisorState {
-    failures: mpsc::Sender<String>,
+    failures: mpsc::Sender<Failure>,
     stopping: bool,
 }
 
@@ -54,15 +76,18 @@ impl Actor for SupervisorActor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         let failure = match event {
-            SupervisionEvent::ActorFailed(who, err) => Some(format!(
-                "{} failed: {err}",
-                who.get_name().unwrap_or_default()
-            )),
-            SupervisionEvent::ActorTerminated(who, _, reason) if !state.stopping => Some(format!(
-                "{} stopped unexpectedly: {}",
-                who.get_name().unwrap_or_default(),
-                reason.unwrap_or_default()
-            )),
+            SupervisionEvent::ActorFailed(who, err) => Some(Failure {
+                message: format!("{} failed: {err}", who.get_name().unwrap_or_default()),
+                halt: is_halt(&err),
+            }),
+            SupervisionEvent::ActorTerminated(who, _, reason) if !state.stopping => Some(Failure {
+                message: format!(
+                    "{} stopped unexpectedly: {}",
+                    who.get_name().unwrap_or_default(),
+                    reason.unwrap_or_default()
+                ),
+                halt: false,
+            }),
             _ => None,
         };
         if let Some(f) = failure {

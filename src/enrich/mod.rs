@@ -235,21 +235,9 @@ fn enrichment_columns() -> Vec<ColumnSpec> {
     ]
 }
 
-/// Changelog metadata columns that the enriched table carries too.
-fn meta_columns() -> Vec<ColumnSpec> {
-    vec![
-        ColumnSpec::new("op", ColumnType::Text, false),
-        ColumnSpec::new("lsn", ColumnType::Int64, false),
-        ColumnSpec::new("tx_id", ColumnType::Int64, true),
-        ColumnSpec::new(crate::changelog::SOURCE_TS, ColumnType::TimestampTz, false),
-        ColumnSpec::new("kafka_partition", ColumnType::Int32, false),
-        ColumnSpec::new("kafka_offset", ColumnType::Int64, false),
-    ]
-}
-
 /// The enriched table for the transaction columns learnt so far (`extras`: run-time columns of the source).
 pub fn enriched_def(extras: &[ColumnSpec]) -> TableDef {
-    let mut columns = meta_columns();
+    let mut columns = crate::changelog::meta_columns();
     columns.extend(SourceTable::Transactions.column_specs());
     columns.extend(enrichment_columns());
     columns.extend(extras.iter().cloned());
@@ -300,12 +288,15 @@ pub fn enriched_row(
         i32::try_from(days).map_or(Value::Null, Value::Int32)
     });
     let mut row = Vec::with_capacity(32);
-    row.push(Value::Text(tx.op.code().to_string()));
-    row.push(Value::Int64(tx.lsn as i64));
-    row.push(tx.tx_id.map_or(Value::Null, Value::Int64));
-    row.push(Value::TimestampTz(tx.source_ts_us));
-    row.push(Value::Int32(kafka_partition));
-    row.push(Value::Int64(tx.kafka_offset));
+    crate::changelog::push_meta(
+        &mut row,
+        tx.op,
+        tx.lsn,
+        tx.tx_id,
+        tx.source_ts_us,
+        kafka_partition,
+        tx.kafka_offset,
+    );
     row.extend(tx.row.values().iter().cloned());
     row.push(text(joined.user.map(|u| &u.country)));
     row.push(text(joined.user.map(|u| &u.kyc_status)));
@@ -319,16 +310,7 @@ pub fn enriched_row(
     );
     row.push(text(joined.wallet.map(|w| &w.status)));
     row.push(Value::Text(joined.status.as_str().to_string()));
-    for col in extras {
-        let v = tx
-            .row
-            .extra()
-            .iter()
-            .find(|e| e.name == col.name)
-            .map(|e| e.value.clone())
-            .unwrap_or(Value::Null);
-        row.push(v);
-    }
+    crate::changelog::push_extras(&mut row, &tx.row, extras);
     row
 }
 

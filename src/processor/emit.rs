@@ -85,33 +85,6 @@ impl StageSettings {
     }
 }
 
-/// Lazily loaded dimension histories for one emission pass.
-struct Dims<'a> {
-    store: &'a dyn PartitionStore,
-    users: HashMap<i64, Option<History<UserDim>>>,
-    wallets: HashMap<i64, Option<History<WalletDim>>>,
-}
-
-impl Dims<'_> {
-    fn user(&mut self, id: Option<i64>) -> Result<Option<&History<UserDim>>, ProcessError> {
-        let Some(id) = id else { return Ok(None) };
-        if !self.users.contains_key(&id) {
-            let h = self.store.get_typed(USERS_KEYSPACE, &id.to_be_bytes())?;
-            self.users.insert(id, h);
-        }
-        Ok(self.users.get(&id).and_then(Option::as_ref))
-    }
-
-    fn wallet(&mut self, id: Option<i64>) -> Result<Option<&History<WalletDim>>, ProcessError> {
-        let Some(id) = id else { return Ok(None) };
-        if !self.wallets.contains_key(&id) {
-            let h = self.store.get_typed(WALLETS_KEYSPACE, &id.to_be_bytes())?;
-            self.wallets.insert(id, h);
-        }
-        Ok(self.wallets.get(&id).and_then(Option::as_ref))
-    }
-}
-
 fn int(row: &crate::cdc::Row, name: &str) -> Option<i128> {
     match row.get(name) {
         Some(Value::Decimal(v)) => Some(*v),
@@ -175,18 +148,24 @@ impl Processor {
         };
         let mut open: BTreeMap<Vec<u8>, PnlAgg> = BTreeMap::new();
         let reader: &dyn PartitionStore = &*store;
-        let mut dims = Dims {
-            store: reader,
-            users: HashMap::new(),
-            wallets: HashMap::new(),
-        };
+        // Dimension histories read by this pass, each loaded once.
+        let mut users: HashMap<i64, History<UserDim>> = HashMap::new();
+        let mut wallets: HashMap<i64, History<WalletDim>> = HashMap::new();
         let emitted = ready.len();
         let mut windows: HashMap<i64, UserWindows> = HashMap::new();
         for (key, tx) in ready {
             wb.delete(WAIT_KEYSPACE, &key)?;
-            let users = dims.user(tx.user_id())?.cloned();
-            let wallets = dims.wallet(tx.wallet_id())?;
-            let joined = enrich::join(&tx, users.as_ref(), wallets);
+            if let Some(id) = tx.user_id() {
+                super::load_history(&mut users, reader, USERS_KEYSPACE, id)?;
+            }
+            if let Some(id) = tx.wallet_id() {
+                super::load_history(&mut wallets, reader, WALLETS_KEYSPACE, id)?;
+            }
+            let joined = enrich::join(
+                &tx,
+                tx.user_id().and_then(|id| users.get(&id)),
+                tx.wallet_id().and_then(|id| wallets.get(&id)),
+            );
             // Referential rules, as of the transaction's position (other rules passed at ingestion).
             if tx.op != Op::Delete {
                 let refs = |t: SourceTable, _id: i64| match t {

@@ -68,12 +68,9 @@ pub enum ProcessError {
     Batch { table: String, message: String },
     #[error("record for unknown input index {0}")]
     UnknownInput(usize),
-    #[error("{HALT_PREFIX} {0}")]
-    Halt(String),
+    #[error(transparent)]
+    Halt(#[from] crate::actors::supervisor::PolicyHalt),
 }
-
-/// Prefix of errors no restart can fix (a configured policy says to stop): the pipeline exits with the message.
-pub const HALT_PREFIX: &str = "halting by policy:";
 
 /// Errors no restart can fix (a configured policy says to stop): the pipeline exits with the message.
 impl ProcessError {
@@ -346,11 +343,13 @@ impl Processor {
                             if policy == changelog::TypeChangePolicy::Halt =>
                         {
                             metrics::schema_type_conflict(table.name(), "halt");
-                            return Err(ProcessError::Halt(format!(
-                                "{e} (record {topic}[{partition}]@{}); schema.type_change for {} is `halt`. \
+                            return Err(ProcessError::Halt(crate::actors::supervisor::PolicyHalt(
+                                format!(
+                                    "{e} (record {topic}[{partition}]@{}); schema.type_change for {} is `halt`. \
                                  Change the policy to `quarantine` or `new_column`, or fix the source, then restart.",
-                                rec.offset.0,
-                                table.name()
+                                    rec.offset.0,
+                                    table.name()
+                                ),
                             )));
                         }
                         Err(e) => {
@@ -500,34 +499,50 @@ fn dimension_exists(
     table: SourceTable,
     id: i64,
 ) -> bool {
-    fn live<T>(h: Option<&History<T>>) -> bool {
-        h.and_then(|h| h.versions.last())
+    fn live<T: serde::de::DeserializeOwned>(
+        cache: &HashMap<i64, History<T>>,
+        store: &dyn PartitionStore,
+        keyspace: &str,
+        id: i64,
+    ) -> bool {
+        let stored;
+        let history = match cache.get(&id) {
+            Some(h) => Some(h),
+            None => {
+                stored = store
+                    .get_typed::<History<T>>(keyspace, &id.to_be_bytes())
+                    .ok()
+                    .flatten();
+                stored.as_ref()
+            }
+        };
+        history
+            .and_then(|h| h.versions.last())
             .is_some_and(|v| v.value.is_some())
     }
-    let key = id.to_be_bytes();
     match table {
-        SourceTable::Users => match users.get(&id) {
-            Some(h) => live(Some(h)),
-            None => live(
-                store
-                    .get_typed::<History<UserDim>>(USERS_KEYSPACE, &key)
-                    .ok()
-                    .flatten()
-                    .as_ref(),
-            ),
-        },
-        SourceTable::Wallets => match wallets.get(&id) {
-            Some(h) => live(Some(h)),
-            None => live(
-                store
-                    .get_typed::<History<WalletDim>>(WALLETS_KEYSPACE, &key)
-                    .ok()
-                    .flatten()
-                    .as_ref(),
-            ),
-        },
+        SourceTable::Users => live(users, store, USERS_KEYSPACE, id),
+        SourceTable::Wallets => live(wallets, store, WALLETS_KEYSPACE, id),
         SourceTable::Transactions => true,
     }
+}
+
+/// The history of dimension `id` in `keyspace`: from `cache` when this pass already has it, else loaded from the
+/// store into the cache (empty when the key is unknown).
+pub(super) fn load_history<'m, T: serde::de::DeserializeOwned>(
+    cache: &'m mut HashMap<i64, History<T>>,
+    store: &dyn PartitionStore,
+    keyspace: &str,
+    id: i64,
+) -> Result<&'m mut History<T>, ProcessError> {
+    Ok(match cache.entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(
+            store
+                .get_typed(keyspace, &id.to_be_bytes())?
+                .unwrap_or_default(),
+        ),
+    })
 }
 
 /// Records what a change means for the stateful stages: a new dimension version, or a transaction change to wait
@@ -565,26 +580,10 @@ fn stage_change(
         }
         SourceTable::Users | SourceTable::Wallets => match enrich::dimension_of(ev.op, &row) {
             Some(enrich::Dimension::User(id, dim)) => {
-                let h = match users.entry(id) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                        store
-                            .get_typed(USERS_KEYSPACE, &id.to_be_bytes())?
-                            .unwrap_or_default(),
-                    ),
-                };
-                h.insert(version(&ev, dim));
+                load_history(users, store, USERS_KEYSPACE, id)?.insert(version(&ev, dim));
             }
             Some(enrich::Dimension::Wallet(id, dim)) => {
-                let h = match wallets.entry(id) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                        store
-                            .get_typed(WALLETS_KEYSPACE, &id.to_be_bytes())?
-                            .unwrap_or_default(),
-                    ),
-                };
-                h.insert(version(&ev, dim));
+                load_history(wallets, store, WALLETS_KEYSPACE, id)?.insert(version(&ev, dim));
             }
             None => {}
         },
@@ -1131,7 +1130,7 @@ mod tests {
         p.apply(&mut store, &recs[..1]).unwrap();
         let err = p.apply(&mut store, &recs[1..]).unwrap_err();
         assert!(err.is_fatal(), "{err}");
-        assert!(err.to_string().starts_with(HALT_PREFIX), "{err}");
+        assert!(err.to_string().starts_with("halting by policy:"), "{err}");
         assert!(err.to_string().contains("device_id"), "{err}");
     }
 }
