@@ -3,7 +3,8 @@
 //! Reading order follows the data: `source` (Kafka) → `cdc` (decode) → `processor` + `changelog` (what a
 //! partition does) → `actors` (partition, coordinator, committer, supervisor) → `sink` (Iceberg) and
 //! `checkpoint` (the recovery protocol). `pipeline` is the glue; `config` and `metrics` are the single homes of
-//! configuration and metrics. See `ARCHITECTURE.md`.
+//! configuration and metrics; `health` and `http` serve them to operators, `telemetry` exports the spans. See
+//! `ARCHITECTURE.md`.
 
 pub mod actors;
 pub mod bench;
@@ -12,12 +13,15 @@ pub mod changelog;
 pub mod checkpoint;
 pub mod config;
 pub mod generate;
+pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod processor;
 pub mod sink;
 pub mod source;
 pub mod synth;
+pub mod telemetry;
 pub mod types;
 pub mod value;
 
