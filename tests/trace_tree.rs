@@ -71,9 +71,12 @@ fn attr(span: &Span, key: &str) -> Option<Value> {
         .and_then(|v| v.value.clone())
 }
 
+/// An integer attribute. tracing-opentelemetry exports `i64`/`i32` fields as integers but `u64`/`usize` ones as
+/// decimal strings (they may not fit an i64), so both forms are accepted.
 fn int_attr(span: &Span, key: &str) -> Option<i64> {
     match attr(span, key) {
         Some(Value::IntValue(i)) => Some(i),
+        Some(Value::StringValue(s)) => s.parse().ok(),
         _ => None,
     }
 }
@@ -158,7 +161,13 @@ fn one_checkpoint_is_one_trace_with_the_expected_tree() {
     broker.create_topics(prefix, PARTITIONS);
     run_ok(
         ledgerstream()
-            .args(["produce", "--brokers", &broker.brokers(), "--topic-prefix", prefix])
+            .args([
+                "produce",
+                "--brokers",
+                &broker.brokers(),
+                "--topic-prefix",
+                prefix,
+            ])
             .args(["--events", &EVENTS.to_string(), "--seed", &SEED.to_string()])
             .args(["--users", &USERS.to_string()])
             .args(["--bad-every", &BAD_EVERY.to_string()]),
@@ -211,7 +220,11 @@ fn one_checkpoint_is_one_trace_with_the_expected_tree() {
     );
 
     let status = terminate(&mut run, Duration::from_secs(60));
-    assert!(status.success(), "drain failed: {status}; log:\n{}", p.log());
+    assert!(
+        status.success(),
+        "drain failed: {status}; log:\n{}",
+        p.log()
+    );
 
     // The exporter is flushed before exit; allow the receiver a moment to finish storing.
     let spans = wait_for(Duration::from_secs(10), || {
@@ -232,15 +245,29 @@ fn one_checkpoint_is_one_trace_with_the_expected_tree() {
     assert_eq!(roots.len(), 1, "exactly one checkpoint ran: {roots:?}");
     let root = roots[0];
     assert!(root.parent_span_id.is_empty(), "checkpoint is a trace root");
-    assert_eq!(int_attr(root, "checkpoint_id"), Some(1));
+    assert_eq!(
+        int_attr(root, "checkpoint_id"),
+        Some(1),
+        "{:?}",
+        root.attributes
+    );
 
     let children: Vec<&Span> = spans
         .iter()
         .filter(|s| s.parent_span_id == root.span_id)
         .collect();
     for c in &children {
-        assert_eq!(c.trace_id, root.trace_id, "{} in the checkpoint's trace", c.name);
-        assert_eq!(int_attr(c, "checkpoint_id"), Some(1), "{} carries the id", c.name);
+        assert_eq!(
+            c.trace_id, root.trace_id,
+            "{} in the checkpoint's trace",
+            c.name
+        );
+        assert_eq!(
+            int_attr(c, "checkpoint_id"),
+            Some(1),
+            "{} carries the id",
+            c.name
+        );
     }
     let named = |name: &str| -> Vec<&Span> {
         children
@@ -299,7 +326,10 @@ fn one_checkpoint_is_one_trace_with_the_expected_tree() {
     let recovery: Vec<&Span> = spans.iter().filter(|s| s.name == "recovery").collect();
     assert_eq!(recovery.len(), 1, "one generation, one recovery span");
     assert!(recovery[0].parent_span_id.is_empty());
-    assert_eq!(int_attr(recovery[0], "partitions"), Some(i64::from(PARTITIONS)));
+    assert_eq!(
+        int_attr(recovery[0], "partitions"),
+        Some(i64::from(PARTITIONS))
+    );
     assert_eq!(
         int_attr(recovery[0], "checkpoint_id"),
         None,
