@@ -25,12 +25,16 @@ step "build ledgerstream"
 cargo build --bin ledgerstream
 BIN="$CARGO_TARGET_DIR/debug/ledgerstream"
 
-step "local stack up"
+step "local stack up (fresh: the demo starts from empty tables, topics and state every time)"
+# The broker keeps topics in memory, so a stack restarted since the last demo has lost them while PostgreSQL and the
+# demo's checkpoints still remember them; starting clean keeps the demo's numbers about this run only.
+bash stack/stack.sh down --wipe
 bash stack/stack.sh up
 PG_URL="postgres://ledgerstream:ledgerstream@127.0.0.1:${LS_PG_PORT:-55432}/fintech"
 BROKERS="127.0.0.1:${LS_KAFKA_PORT:-19092}"
 
 DATA="$ROOT/.data/demo"
+rm -rf "$DATA"
 mkdir -p "$DATA"
 export LEDGERSTREAM__KAFKA__BROKERS="$BROKERS"
 export LEDGERSTREAM__PIPELINE__DATA_DIR="$DATA"

@@ -65,8 +65,33 @@ def summary(con, namespace, catalog_db):
             "SELECT op, status, count(*) AS changes, sum(amount) AS amount "
             "FROM transactions_changes GROUP BY ALL ORDER BY op, status"))
     if "quarantine" in tables:
-        print("\nQuarantined records by reason:")
-        print_rows(con.execute("SELECT error_kind, count(*) AS n FROM quarantine GROUP BY ALL ORDER BY n DESC"))
+        print("\nQuarantined records by reason and rule:")
+        print_rows(con.execute(
+            "SELECT error_kind, coalesce(rule, '') AS rule, count(*) AS n FROM quarantine "
+            "GROUP BY ALL ORDER BY n DESC"))
+    if "transactions_enriched" in tables:
+        print("\nEnriched transactions by home country and status (as of each transaction):")
+        print_rows(con.execute(
+            "SELECT user_country, enrichment_status, count(*) AS n, sum(amount) AS amount "
+            "FROM transactions_enriched WHERE op IN ('c', 'r') GROUP BY ALL ORDER BY n DESC LIMIT 8"))
+    if "fraud_alerts" in tables:
+        print("\nFraud alerts by rule:")
+        print_rows(con.execute(
+            "SELECT rule, severity, count(*) AS alerts, count(DISTINCT user_id) AS users "
+            "FROM fraud_alerts GROUP BY ALL ORDER BY alerts DESC"))
+        print_rows(con.execute(
+            "SELECT rule, user_id, reason FROM fraud_alerts ORDER BY event_time DESC LIMIT 5"))
+    if "pnl_minutely" in tables:
+        print("\nP&L per minute and currency (sum of partial rows; last 5 minutes with data):")
+        print_rows(con.execute(
+            "SELECT minute, currency, sum(fees_earned) AS fees, sum(refund_losses + chargeback_losses) AS losses, "
+            "sum(net_revenue) AS net, sum(volume) AS volume, sum(tx_count) AS txs FROM pnl_minutely "
+            "GROUP BY ALL ORDER BY minute DESC, currency LIMIT 10"))
+    if "dq_results" in tables:
+        print("\nPost-write data-quality checks:")
+        print_rows(con.execute(
+            "SELECT \"check\", passed, count(*) AS snapshots, sum(failing_rows) AS failing_rows "
+            "FROM dq_results GROUP BY ALL ORDER BY 1, 2"))
 
 
 def main():

@@ -64,6 +64,35 @@ impl ChangelogError {
     }
 }
 
+/// What to do with a source column whose type changed in a way Iceberg cannot express (iceberg 0.10.1 can add and
+/// delete columns, not change their type). Per source table, from `[schema]` in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypeChangePolicy {
+    /// Send the record to `quarantine` (kind `schema_type_conflict`) and go on.
+    #[default]
+    Quarantine,
+    /// Write the value to a new column `<name>__<type>` (e.g. `device_id__int64`), added like any new column.
+    NewColumn,
+    /// Stop the pipeline with a clear message before anything of that record is written; no restart loop.
+    Halt,
+}
+
+/// Suffix naming a column type in [`TypeChangePolicy::NewColumn`] columns.
+fn type_suffix(ty: ColumnType) -> String {
+    match ty {
+        ColumnType::Bool => "bool".into(),
+        ColumnType::Int32 => "int32".into(),
+        ColumnType::Int64 => "int64".into(),
+        ColumnType::Float64 => "float64".into(),
+        ColumnType::Decimal { precision, scale } => format!("decimal_{precision}_{scale}"),
+        ColumnType::Text => "text".into(),
+        ColumnType::Binary => "binary".into(),
+        ColumnType::TimestampTz => "timestamptz".into(),
+        ColumnType::Date => "date".into(),
+    }
+}
+
 /// The current shape of one changelog table as this partition knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangelogSchema {
@@ -98,6 +127,37 @@ impl ChangelogSchema {
         columns.extend(self.table.column_specs());
         columns.extend(self.extras.iter().cloned());
         TableDef::new(changes_table(self.table), columns, SOURCE_TS)
+    }
+
+    /// Under [`TypeChangePolicy::NewColumn`], renames every extra field of `ev` whose type conflicts with the column
+    /// learnt earlier to `<name>__<type>`, so that the changelog and every derived table see the same columns.
+    /// Returns the new names. Other policies leave `ev` unchanged (the conflict surfaces in [`Self::row`]).
+    pub fn apply_type_policy(&self, ev: &mut ChangeEvent, policy: TypeChangePolicy) -> Vec<String> {
+        if policy != TypeChangePolicy::NewColumn {
+            return Vec::new();
+        }
+        let Some(image) = ev.row.take() else {
+            return Vec::new();
+        };
+        let table = image.table();
+        let (values, mut extras) = image.into_parts();
+        let mut renamed = Vec::new();
+        for extra in &mut extras {
+            let (Some(ty), false) = (extra.ty, extra.value.is_null()) else {
+                continue;
+            };
+            if self
+                .extras
+                .iter()
+                .any(|c| c.name == extra.name && c.ty != ty)
+            {
+                extra.name = format!("{}__{}", extra.name, type_suffix(ty));
+                renamed.push(extra.name.clone());
+            }
+        }
+        // Renaming extras cannot break the row invariant, which concerns declared columns only.
+        ev.row = crate::cdc::Row::new(table, values, extras).ok();
+        renamed
     }
 
     /// Builds the changelog row of `ev`, learning new extra columns as needed. Returns `Ok(None)` for a change that

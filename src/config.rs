@@ -127,6 +127,89 @@ struct RawConfig {
     iceberg: RawIceberg,
     #[serde(default)]
     observability: RawObservability,
+    #[serde(default)]
+    enrich: RawEnrich,
+    #[serde(default)]
+    pnl: RawPnl,
+    #[serde(default)]
+    dq: crate::dq::DqConfig,
+    #[serde(default)]
+    fraud: crate::fraud::FraudConfig,
+    #[serde(default)]
+    schema: RawSchema,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+/// `[alerts]`: fraud alerts published to Kafka as well as written to `fraud_alerts`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    /// Topic to publish committed alerts to (at least once, keyed by user id, JSON with `alert_id`); unset: off.
+    /// The topic must exist (the native broker does not auto-create; `stack/topics.conf` creates `fintech.alerts`).
+    topic: Option<String>,
+}
+
+/// `[schema]`: source schema changes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchema {
+    /// A column type change Iceberg cannot express, for every table without an entry in `tables`:
+    /// `quarantine` (default), `new_column` or `halt`.
+    #[serde(default)]
+    type_change: crate::changelog::TypeChangePolicy,
+    /// Per source table (`users`, `wallets`, `transactions`) overrides of `type_change`.
+    #[serde(default)]
+    tables: BTreeMap<String, crate::changelog::TypeChangePolicy>,
+}
+
+/// `[enrich]`: joining transactions with their user and wallet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnrich {
+    /// Longest a transaction change waits, in event time, for a quiet topic (a user or wallet change that may
+    /// still be on its way). See `src/watermark.rs`.
+    #[serde(default = "default_enrich_max_delay", with = "humantime_serde")]
+    max_delay: Duration,
+}
+
+impl Default for RawEnrich {
+    fn default() -> Self {
+        RawEnrich {
+            max_delay: default_enrich_max_delay(),
+        }
+    }
+}
+
+/// 5 s of event time: well above the skew between the three topics of a partition when they are read live (a
+/// few hundred ms), so joins are complete; a transaction whose user or wallet is truly missing is emitted with
+/// its `enrichment_status` after 5 s of further activity (or at the next checkpoint when the partition idles).
+fn default_enrich_max_delay() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `[pnl]`: the minutely profit-and-loss windows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPnl {
+    /// How long after a minute ends (in event time) its figures wait for late changes before the `final` row is
+    /// written. Later changes become `late_adjustment` rows.
+    #[serde(default = "default_pnl_allowed_lateness", with = "humantime_serde")]
+    allowed_lateness: Duration,
+}
+
+impl Default for RawPnl {
+    fn default() -> Self {
+        RawPnl {
+            allowed_lateness: default_pnl_allowed_lateness(),
+        }
+    }
+}
+
+/// 30 s: a minute's row lands about 30 s after the minute ends plus one checkpoint, which is what a P&L
+/// dashboard can show; changes later than that are rare and still counted, as adjustments.
+fn default_pnl_allowed_lateness() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -376,6 +459,10 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub kafka: KafkaConfig,
     pub iceberg: IcebergConfig,
+    /// Kafka topic for committed fraud alerts, if any.
+    pub alerts_topic: Option<String>,
+    /// The stateful stages inside the partition actors (enrichment, P&L, fraud, data quality).
+    pub stages: crate::processor::StageSettings,
     pub observability: ObservabilityConfig,
 }
 
@@ -810,6 +897,37 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let sampling_ratio = check_ratio(t.sampling_ratio)
         .map_err(|r| invalid("observability.tracing.sampling_ratio", r))?;
+    let dq_rules = crate::dq::compile(&raw.dq).map_err(|e| invalid("dq.rules", e.to_string()))?;
+    if raw
+        .alerts
+        .topic
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        return Err(invalid(
+            "alerts.topic",
+            "must not be empty (leave it unset to turn publishing off)",
+        ));
+    }
+    let mut type_change = BTreeMap::new();
+    for t in crate::cdc::SourceTable::ALL {
+        type_change.insert(t, raw.schema.type_change);
+    }
+    for (name, policy) in &raw.schema.tables {
+        let t = crate::cdc::SourceTable::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| {
+                invalid(
+                    "schema.tables",
+                    format!("unknown source table `{name}` (users, wallets, transactions)"),
+                )
+            })?;
+        type_change.insert(t, *policy);
+    }
+    raw.fraud
+        .validate()
+        .map_err(|e| invalid("fraud", e.to_string()))?;
 
     Ok(Config {
         pipeline: PipelineConfig {
@@ -833,6 +951,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             namespace: i.namespace,
             catalog,
             s3,
+        },
+        alerts_topic: raw.alerts.topic,
+        stages: crate::processor::StageSettings {
+            enrich_max_delay: raw.enrich.max_delay,
+            pnl_allowed_lateness: raw.pnl.allowed_lateness,
+            dq: std::sync::Arc::new(dq_rules),
+            dq_post_write_policy: raw.dq.post_write_policy,
+            fraud: std::sync::Arc::new(crate::fraud::FraudEngine::new(raw.fraud)),
+            type_change,
         },
         observability: ObservabilityConfig {
             metrics_addr,

@@ -7,16 +7,21 @@
 //! `ARCHITECTURE.md`.
 
 pub mod actors;
+pub mod alerts_out;
 pub mod bench;
 pub mod cdc;
 pub mod changelog;
 pub mod checkpoint;
 pub mod config;
+pub mod dq;
+pub mod enrich;
+pub mod fraud;
 pub mod generate;
 pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod pnl;
 pub mod processor;
 pub mod sink;
 pub mod source;
@@ -24,6 +29,7 @@ pub mod synth;
 pub mod telemetry;
 pub mod types;
 pub mod value;
+pub mod watermark;
 
 /// A named crash point for the failpoint tests (`--features failpoints`). When the `FAILPOINTS` environment
 /// variable enables it (e.g. `FAILPOINTS=committer::after_first_table=return`), the process aborts on the spot —

@@ -367,8 +367,9 @@ pub fn schema_change(table: &str, column: &str) {
 
 /// Renders the registry in the Prometheus text format.
 pub fn render() -> String {
-    // Touch the lazy set so that every metric family is present even before its first event.
+    // Touch the lazy sets so that every metric family is present even before its first event.
     LazyLock::force(&M);
+    LazyLock::force(&B);
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
@@ -432,7 +433,7 @@ pub fn freshness_stats() -> FreshnessStats {
     }
 }
 
-/// Rows committed so far, all tables.
+/// Source records committed so far (changelog and quarantine rows), for the benchmark.
 pub fn rows_committed_total() -> u64 {
     LazyLock::force(&M);
     REGISTRY
@@ -442,6 +443,14 @@ pub fn rows_committed_total() -> u64 {
         .flat_map(|f| {
             f.get_metric()
                 .iter()
+                // One row per source record: the changelogs and the quarantine. Derived tables (enriched, alerts,
+                // P&L, dq results) come on top and would make a record count twice.
+                .filter(|m| {
+                    m.get_label().iter().any(|l| {
+                        l.name() == "table"
+                            && (l.value().ends_with("_changes") || l.value() == "quarantine")
+                    })
+                })
                 .map(|m| m.get_counter().get_value() as u64)
                 .collect::<Vec<_>>()
         })
@@ -507,6 +516,207 @@ pub fn commit_stats() -> LatencyStats {
     total
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Business and stateful-stage metrics: enrichment, watermarks, fraud, P&L, data quality.
+// Fraud and P&L figures are taken from committed rows (in the committer), so a restart that reprocesses the
+// records since the last checkpoint does not count them twice.
+// ---------------------------------------------------------------------------------------------------------------
+
+fn float_counter_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::CounterVec {
+    let c = prometheus::CounterVec::new(Opts::new(name, help), labels)
+        .expect("static metric definition");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+struct Business {
+    enriched: IntCounterVec,
+    enrich_waiting: IntGaugeVec,
+    watermark: IntGaugeVec,
+    late_events: IntCounterVec,
+    fraud_alerts: IntCounterVec,
+    pnl_fees: prometheus::CounterVec,
+    pnl_fees_reversed: prometheus::CounterVec,
+    pnl_losses: prometheus::CounterVec,
+    pnl_volume: prometheus::CounterVec,
+    pnl_transactions: IntCounterVec,
+    dq_rejects: IntCounterVec,
+    dq_checks: IntCounterVec,
+    schema_policy: IntCounterVec,
+}
+
+static B: LazyLock<Business> = LazyLock::new(|| Business {
+    enriched: counter_vec(
+        "ledgerstream_enrich_rows_total",
+        "Transaction changes emitted to transactions_enriched, by enrichment status",
+        &["status"],
+    ),
+    enrich_waiting: gauge_vec(
+        "ledgerstream_enrich_waiting_rows",
+        "Transaction changes held in state until the watermark passes them",
+        &["partition"],
+    ),
+    watermark: gauge_vec(
+        "ledgerstream_watermark_seconds",
+        "Event-time watermark per partition, as Unix seconds",
+        &["partition"],
+    ),
+    late_events: counter_vec(
+        "ledgerstream_late_events_total",
+        "Events that arrived after the watermark had passed them, by stage (fraud: beyond allowed lateness; \
+         pnl: after their minute closed, emitted as a late adjustment)",
+        &["stage"],
+    ),
+    fraud_alerts: counter_vec(
+        "ledgerstream_fraud_alerts_total",
+        "Fraud alerts committed, by rule and severity",
+        &["rule", "severity"],
+    ),
+    pnl_fees: float_counter_vec(
+        "ledgerstream_pnl_fees_earned_total",
+        "Fees earned (committed P&L rows, before reversals), in currency units",
+        &["currency"],
+    ),
+    pnl_fees_reversed: float_counter_vec(
+        "ledgerstream_pnl_fees_reversed_total",
+        "Fees given back by failed or reversed transactions, in currency units",
+        &["currency"],
+    ),
+    pnl_losses: float_counter_vec(
+        "ledgerstream_pnl_losses_total",
+        "Refund and chargeback losses, in currency units",
+        &["currency", "kind"],
+    ),
+    pnl_volume: float_counter_vec(
+        "ledgerstream_pnl_volume_total",
+        "Transaction volume, in currency units",
+        &["currency"],
+    ),
+    pnl_transactions: counter_vec(
+        "ledgerstream_pnl_transactions_total",
+        "Transactions counted in P&L",
+        &["currency"],
+    ),
+    dq_rejects: counter_vec(
+        "ledgerstream_dq_rejected_total",
+        "Rows quarantined by a data-quality rule before ingestion, by rule",
+        &["rule"],
+    ),
+    dq_checks: counter_vec(
+        "ledgerstream_dq_checks_total",
+        "Post-write data-quality checks, by table, check and result",
+        &["table", "check", "result"],
+    ),
+    schema_policy: counter_vec(
+        "ledgerstream_schema_type_conflicts_total",
+        "Source column type changes Iceberg cannot express, by table and the policy applied",
+        &["table", "policy"],
+    ),
+});
+
+/// Currency codes are data, so they are admitted as label values only in their ISO 4217 shape, and only the
+/// first 64 distinct ones: a bad feed cannot blow up the series count.
+fn currency_label(currency: &str) -> String {
+    static SEEN: LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        LazyLock::new(Default::default);
+    let iso = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase());
+    if !iso {
+        return "other".into();
+    }
+    let Ok(mut seen) = SEEN.lock() else {
+        return "other".into();
+    };
+    if seen.contains(currency) || seen.len() < 64 {
+        seen.insert(currency.to_string());
+        currency.to_string()
+    } else {
+        "other".into()
+    }
+}
+
+pub fn enriched(status: &str) {
+    B.enriched.with_label_values(&[status]).inc();
+}
+
+pub fn partition_watermark(partition: PartitionId, watermark_us: i64, waiting: usize) {
+    let p = partition.0.to_string();
+    if watermark_us > i64::MIN {
+        B.watermark
+            .with_label_values(&[&p])
+            .set(watermark_us.div_euclid(1_000_000));
+    }
+    B.enrich_waiting
+        .with_label_values(&[&p])
+        .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+}
+
+pub fn late_event(stage: &str) {
+    B.late_events.with_label_values(&[stage]).inc();
+}
+
+pub fn fraud_alerts_committed(rule: &str, severity: &str, n: u64) {
+    B.fraud_alerts
+        .with_label_values(&[rule, severity])
+        .inc_by(n);
+}
+
+/// Committed P&L figures of one row (money in currency units).
+pub struct PnlFigures {
+    pub fees_earned: f64,
+    pub refund_losses: f64,
+    pub chargeback_losses: f64,
+    pub volume: f64,
+    pub tx_count: u64,
+}
+
+pub fn pnl_committed(currency: &str, f: &PnlFigures) {
+    let c = currency_label(currency);
+    if f.fees_earned >= 0.0 {
+        B.pnl_fees.with_label_values(&[&c]).inc_by(f.fees_earned);
+    } else {
+        B.pnl_fees_reversed
+            .with_label_values(&[&c])
+            .inc_by(-f.fees_earned);
+    }
+    for (kind, v) in [
+        ("refund", f.refund_losses),
+        ("chargeback", f.chargeback_losses),
+    ] {
+        // A negative loss is a cancelled refund or chargeback: it reduces the loss, counted as a reversal.
+        if v > 0.0 {
+            B.pnl_losses.with_label_values(&[&c, kind]).inc_by(v);
+        }
+    }
+    if f.volume > 0.0 {
+        B.pnl_volume.with_label_values(&[&c]).inc_by(f.volume);
+    }
+    B.pnl_transactions
+        .with_label_values(&[&c])
+        .inc_by(f.tx_count);
+}
+
+pub fn dq_rejected(rule: &str) {
+    B.dq_rejects.with_label_values(&[rule]).inc();
+}
+
+/// Pre-registers the per-rule series at start-up so dashboards show zero rather than no data.
+pub fn dq_rules_known<'a>(rules: impl IntoIterator<Item = &'a str>) {
+    for r in rules {
+        B.dq_rejects.with_label_values(&[r]);
+    }
+}
+
+pub fn dq_check(table: &str, check: &str, passed: bool) {
+    B.dq_checks
+        .with_label_values(&[table, check, if passed { "pass" } else { "fail" }])
+        .inc();
+}
+
+pub fn schema_type_conflict(table: &str, policy: &str) {
+    B.schema_policy.with_label_values(&[table, policy]).inc();
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,10 @@ pub enum FatalError {
     },
     #[error("commit intent {0} cannot be finished: {1}")]
     BrokenIntent(u64, String),
+    /// A post-write check failed and the policy is `halt`. The checkpoint itself is complete; restarting resumes
+    /// after it, once an operator has looked at `dq_results`.
+    #[error("{0}")]
+    DataQualityHalt(String),
 }
 
 /// The source tables, in input order.
@@ -55,6 +59,15 @@ const TABLES: [SourceTable; 3] = [
     SourceTable::Users,
     SourceTable::Wallets,
     SourceTable::Transactions,
+];
+
+/// Output tables other than the changelogs; recovery checks them too, since a crash can leave any of them ahead.
+const DERIVED_TABLES: [&str; 5] = [
+    changelog::QUARANTINE_TABLE,
+    crate::enrich::ENRICHED_TABLE,
+    crate::pnl::PNL_TABLE,
+    crate::fraud::ALERTS_TABLE,
+    crate::dq::DQ_RESULTS_TABLE,
 ];
 
 /// Runs until `shutdown` flips to true. Restarts failed generations; returns on fatal errors.
@@ -213,6 +226,7 @@ pub async fn recover(
     checkpoints: &CheckpointCatalog,
     intents: &IntentStore,
     partitions: &[PartitionId],
+    alerts: Option<&crate::alerts_out::AlertPublisher>,
 ) -> anyhow::Result<Recovered> {
     let parts: Vec<u32> = partitions.iter().map(|p| p.0 as u32).collect();
     let latest_before = checkpoints.latest_complete(&parts)?.map(|c| c.id);
@@ -233,6 +247,20 @@ pub async fn recover(
                 .await
                 .map_err(|e| anyhow::anyhow!("finishing intent {id}: {e}"))?
         };
+        // The crash may have come before this checkpoint's alerts reached Kafka: publish them (again).
+        if let (Some(publisher), Some(snapshot)) =
+            (alerts, snapshots.get(crate::fraud::ALERTS_TABLE))
+        {
+            let table = catalog.load_table(crate::fraud::ALERTS_TABLE).await?;
+            let files = sink::readback::added_files(&table, *snapshot).await?;
+            let batches: Vec<_> = files.into_iter().flat_map(|f| f.batches).collect();
+            let n = publisher.publish(&batches).await?;
+            tracing::info!(
+                checkpoint = id.0,
+                alerts = n,
+                "republished the alerts of a recovered checkpoint"
+            );
+        }
         let offsets: Offsets = pending
             .meta
             .offsets
@@ -274,7 +302,7 @@ pub async fn recover(
     for table in TABLES
         .iter()
         .map(|t| changelog::changes_table(*t))
-        .chain([changelog::QUARANTINE_TABLE.to_string()])
+        .chain(DERIVED_TABLES.iter().map(|t| t.to_string()))
     {
         let Ok(t) = catalog.load_table(&table).await else {
             continue;
@@ -330,6 +358,7 @@ async fn run_generation(
     health: &Arc<Health>,
 ) -> anyhow::Result<()> {
     let pc = &config.pipeline;
+    let stages = &config.stages;
     let topics: Vec<String> = TABLES
         .iter()
         .map(|t| config.kafka.topic(t.name()))
@@ -341,6 +370,7 @@ async fn run_generation(
         .map(|s| s.resolve("kafka.sasl_password"))
         .transpose()?
         .map(|s| s.expose().to_string());
+    let sasl_for_alerts = sasl_password.clone();
     let settings = KafkaSourceSettings {
         brokers: config.kafka.brokers.clone(),
         group_id: config.kafka.group_id.clone(),
@@ -361,10 +391,42 @@ async fn run_generation(
         existing.insert(changelog::changes_table(t), table_columns(&table));
     }
     catalog.ensure_table(&changelog::quarantine_def()).await?;
+    // Derived tables exist from the start, so queries and dashboards work before their first rows. The enriched
+    // table carries the transaction columns learnt in earlier runs.
+    let tx_extras = ChangelogSchema::with_existing(
+        SourceTable::Transactions,
+        existing
+            .get(&changelog::changes_table(SourceTable::Transactions))
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    )
+    .extras;
+    let enriched = catalog
+        .ensure_table(&crate::enrich::enriched_def(&tx_extras))
+        .await?;
+    existing.insert(
+        crate::enrich::ENRICHED_TABLE.to_string(),
+        table_columns(&enriched),
+    );
+    catalog.ensure_table(&crate::pnl::pnl_def()).await?;
+    catalog
+        .ensure_table(&crate::fraud::alerts_table_def())
+        .await?;
+    catalog.ensure_table(&crate::dq::dq_results_def()).await?;
+    metrics::dq_rules_known(config.stages.dq.names());
 
     let layout = StateLayout::new(pc.data_dir.join("state"));
     let checkpoints = CheckpointCatalog::new(layout.clone());
     let intents = IntentStore::new(&pc.data_dir);
+    let alerts = match &config.alerts_topic {
+        Some(topic) => Some(Arc::new(crate::alerts_out::AlertPublisher::new(
+            &config.kafka.brokers,
+            &config.kafka.client,
+            sasl_for_alerts.as_deref(),
+            topic,
+        )?)),
+        None => None,
+    };
     health.set_phase(Phase::Recovering);
     let recovered = {
         use tracing::Instrument;
@@ -373,14 +435,21 @@ async fn run_generation(
             partitions = partitions.len(),
             checkpoint_id = tracing::field::Empty
         );
-        recover(config, &catalog, &checkpoints, &intents, &partitions)
-            .instrument(span.clone())
-            .await
-            .inspect(|r| {
-                if let Some(m) = &r.manifest {
-                    span.record("checkpoint_id", m.id.0);
-                }
-            })?
+        recover(
+            config,
+            &catalog,
+            &checkpoints,
+            &intents,
+            &partitions,
+            alerts.as_deref(),
+        )
+        .instrument(span.clone())
+        .await
+        .inspect(|r| {
+            if let Some(m) = &r.manifest {
+                span.record("checkpoint_id", m.id.0);
+            }
+        })?
     };
     metrics::recovered(recovered.manifest.as_ref().map(|m| m.id.0));
     let offsets: Offsets = recovered
@@ -411,6 +480,9 @@ async fn run_generation(
             keep: pc.checkpoints_to_keep,
             offsets: offsets.clone(),
             offset_hint,
+            dq: config.stages.dq.clone(),
+            dq_policy: config.stages.dq_post_write_policy,
+            alerts: alerts.clone(),
         },
         supervisor.get_cell(),
     )
@@ -456,7 +528,8 @@ async fn run_generation(
                     .unwrap_or(0)
             })
             .collect();
-        let processor = Processor::new(p, inputs, start, &existing);
+        let processor = Processor::new(p, inputs, start, &existing, stages.clone());
+        let inflight = Arc::new(Semaphore::new(pc.max_inflight_records_per_partition.get()));
         let (actor, _) = Actor::spawn_linked(
             Some(format!("partition-{}-{}", p.0, uuid_suffix())),
             PartitionActor,
@@ -467,15 +540,14 @@ async fn run_generation(
                 committer: committer.clone(),
                 coordinator: coordinator.clone(),
                 early_checkpoint_records: pc.max_inflight_records_per_partition.get() / 2,
+                inflight: inflight.clone(),
+                inflight_capacity: pc.max_inflight_records_per_partition.get(),
             },
             supervisor.get_cell(),
         )
         .await?;
         partition_refs.insert(p, actor);
-        permits.insert(
-            p,
-            Arc::new(Semaphore::new(pc.max_inflight_records_per_partition.get())),
-        );
+        permits.insert(p, inflight);
     }
     coordinator.cast(CoordinatorMsg::Start(
         partition_refs.values().cloned().collect(),
@@ -500,7 +572,16 @@ async fn run_generation(
     tracing::info!("consuming");
 
     let outcome = tokio::select! {
-        failure = fail_rx.recv() => Err(anyhow::anyhow!(failure.unwrap_or_else(|| "supervisor gone".into()))),
+        failure = fail_rx.recv() => {
+            let failure = failure.unwrap_or_else(|| "supervisor gone".into());
+            if failure.contains(committer::DQ_HALT_PREFIX)
+                || failure.contains(crate::processor::HALT_PREFIX)
+            {
+                Err(FatalError::DataQualityHalt(failure).into())
+            } else {
+                Err(anyhow::anyhow!(failure))
+            }
+        }
         _ = shutdown.changed() => Ok(()),
     };
     // Stop polling first: whatever was delivered before this point is in the actors' mailboxes, ahead of the

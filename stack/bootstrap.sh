@@ -74,7 +74,9 @@ launcher_step() {
     # Jetty 9 security/servlet jars clash with the bundled Jetty 12; logback would compete with log4j2 for SLF4J.
     cp="$(find "$libs" -maxdepth 1 -name '*.jar' | sort \
         | grep -vE '/(jetty-security-9\.|jetty-servlet-9\.|logback-)[^/]*$' | paste -sd:)"
-    want="$( { sha256sum "$src"; echo "$cp"; javac -version 2>&1; } | sha256sum | cut -d' ' -f1)"
+    # Content only (not the checkout's path), so that clones and worktrees share one compiled launcher instead of
+    # recompiling it, and deleting the one another checkout's running stack uses, in turn.
+    want="$( { sha256sum <"$src"; echo "$cp"; javac -version 2>&1; } | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$LS_LAUNCHER_DIR/hash" 2>/dev/null)" = "$want" ] && [ -d "$LS_LAUNCHER_DIR/classes" ]; then
         return 0
     fi

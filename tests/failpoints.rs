@@ -113,7 +113,24 @@ fn crash_and_recover(name: &str, failpoint: &str, skip: u32) {
     let caught_up = wait_for(Duration::from_secs(120), || {
         (total_rows(&p) >= want).then_some(())
     });
+    // Transactions wait for their watermark; once input stops, an idle checkpoint releases the last ones.
+    let want_enriched = expected["transactions_changes"].len();
+    let enriched_rows = || {
+        read_table(&p.catalog_db(), &p.warehouse(), "transactions_enriched")
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>()
+    };
+    let enriched_caught_up = wait_for(Duration::from_secs(60), || {
+        (enriched_rows() >= want_enriched).then_some(())
+    });
     let status = terminate(&mut run, Duration::from_secs(60));
+    assert!(
+        enriched_caught_up.is_some(),
+        "only {} of {want_enriched} enriched rows; log:\n{}",
+        enriched_rows(),
+        p.log()
+    );
     assert!(
         caught_up.is_some(),
         "only {} of {want} rows committed; log:\n{}",
@@ -126,7 +143,11 @@ fn crash_and_recover(name: &str, failpoint: &str, skip: u32) {
         p.log()
     );
 
-    for (table, want) in &expected {
+    // The derived table is exactly-once too: one enriched row per transaction change.
+    let mut checks: Vec<(&str, &BTreeSet<(i64, i64)>)> =
+        expected.iter().map(|(t, w)| (*t, w)).collect();
+    checks.push(("transactions_enriched", &expected["transactions_changes"]));
+    for (table, want) in checks {
         let rows = id_lsn(&read_table(&p.catalog_db(), &p.warehouse(), table));
         let got: BTreeSet<(i64, i64)> = rows.iter().copied().collect();
         assert_eq!(

@@ -54,6 +54,11 @@ pub struct CommitterArgs {
     /// Offsets of the checkpoint we restored from: carried forward for partitions with nothing new.
     pub offsets: Offsets,
     pub offset_hint: OffsetHint,
+    /// Rules re-checked on what each snapshot added, and what a failure does.
+    pub dq: Arc<crate::dq::RuleSet>,
+    pub dq_policy: crate::dq::PostWritePolicy,
+    /// Publishes committed fraud alerts to Kafka, when configured.
+    pub alerts: Option<Arc<crate::alerts_out::AlertPublisher>>,
 }
 
 /// The checkpoint the committer is gathering seals for.
@@ -224,6 +229,80 @@ fn source_times(batches: &[RecordBatch]) -> Vec<i64> {
     out
 }
 
+/// Business figures carried by committed rows, exported as metrics once the checkpoint is durable.
+enum BusinessFigure {
+    Pnl(String, metrics::PnlFigures),
+    Alerts(String, String, u64),
+}
+
+fn business_figures(table: &str, batches: &[RecordBatch]) -> Vec<BusinessFigure> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Decimal128Type, Int64Type};
+    let mut out = Vec::new();
+    for b in batches {
+        let text = |name: &str| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>().cloned())
+        };
+        match table {
+            crate::pnl::PNL_TABLE => {
+                let money = |name: &str| {
+                    b.column_by_name(name)
+                        .and_then(|c| c.as_primitive_opt::<Decimal128Type>().cloned())
+                };
+                let (Some(cur), Some(fees), Some(refunds), Some(charge), Some(volume)) = (
+                    text("currency"),
+                    money("fees_earned"),
+                    money("refund_losses"),
+                    money("chargeback_losses"),
+                    money("volume"),
+                ) else {
+                    continue;
+                };
+                let count = b
+                    .column_by_name("tx_count")
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
+                // Money columns are at scale 2.
+                let units = |v: i128| v as f64 / 100.0;
+                for i in 0..b.num_rows() {
+                    out.push(BusinessFigure::Pnl(
+                        cur.value(i).to_string(),
+                        metrics::PnlFigures {
+                            fees_earned: units(fees.value(i)),
+                            refund_losses: units(refunds.value(i)),
+                            chargeback_losses: units(charge.value(i)),
+                            volume: units(volume.value(i)),
+                            tx_count: count
+                                .as_ref()
+                                .filter(|c| c.is_valid(i))
+                                .map_or(0, |c| c.value(i).max(0) as u64),
+                        },
+                    ));
+                }
+            }
+            "fraud_alerts" => {
+                let (Some(rule), Some(sev)) = (text("rule"), text("severity")) else {
+                    continue;
+                };
+                let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+                for i in 0..b.num_rows() {
+                    *counts
+                        .entry((rule.value(i).to_string(), sev.value(i).to_string()))
+                        .or_default() += 1;
+                }
+                out.extend(
+                    counts
+                        .into_iter()
+                        .map(|((r, s), n)| BusinessFigure::Alerts(r, s, n)),
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn to_meta_offsets(offsets: &Offsets) -> BTreeMap<String, BTreeMap<PartitionId, Offset>> {
     offsets
         .iter()
@@ -284,11 +363,15 @@ async fn commit_checkpoint(
     let mut rows = BTreeMap::new();
     let mut written_files = BTreeMap::new();
     let mut event_times: Vec<(String, Vec<i64>)> = Vec::new();
+    let mut business: Vec<BusinessFigure> = Vec::new();
+    let mut alert_batches: Vec<RecordBatch> = Vec::new();
+    let mut defs: BTreeMap<String, TableDef> = BTreeMap::new();
     for (name, outputs) in &by_table {
-        let defs: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
-        let Some(def) = union_defs(&defs) else {
+        let parts: Vec<&TableDef> = outputs.iter().map(|o| &o.def).collect();
+        let Some(def) = union_defs(&parts) else {
             continue;
         };
+        defs.insert(name.clone(), def.clone());
         let table = args.catalog.ensure_table(&def).await?;
         let schema = sink::table::arrow_schema_for(table.metadata().current_schema())?;
         let batches = outputs
@@ -298,6 +381,10 @@ async fn commit_checkpoint(
             .map_err(|e| format!("table {name}: {e}"))?;
         let count: usize = batches.iter().map(RecordBatch::num_rows).sum();
         event_times.push((name.clone(), source_times(&batches)));
+        business.extend(business_figures(name, &batches));
+        if name == crate::fraud::ALERTS_TABLE {
+            alert_batches.extend(batches.iter().cloned());
+        }
         let span = tracing::info_span!(
             "parquet_write",
             checkpoint_id = n.0,
@@ -323,6 +410,19 @@ async fn commit_checkpoint(
     // 3. One snapshot per table.
     let snapshots = commit_tables(&args.catalog, &pending, &rows, &written_files).await?;
 
+    // Alerts to Kafka, before the marker: a crash before it leaves the intent, whose recovery publishes again.
+    if let Some(publisher) = &args.alerts
+        && !alert_batches.is_empty()
+    {
+        let n_sent = publisher.publish(&alert_batches).await?;
+        tracing::debug!(
+            checkpoint = n.0,
+            alerts = n_sent,
+            topic = publisher.topic(),
+            "alerts published"
+        );
+    }
+
     // 4. The completion marker makes state checkpoint n the recovery point.
     crate::failpoint!("committer::before_state_marker");
     let manifest = CheckpointManifest {
@@ -347,9 +447,117 @@ async fn commit_checkpoint(
     for (table, times) in event_times {
         metrics::freshness(&table, now_us, times.into_iter());
     }
+    // Only now that the checkpoint is durable: a crash before this point would replay these rows.
+    for f in business {
+        match f {
+            BusinessFigure::Pnl(currency, figures) => metrics::pnl_committed(&currency, &figures),
+            BusinessFigure::Alerts(rule, severity, n) => {
+                metrics::fraud_alerts_committed(&rule, &severity, n)
+            }
+        }
+    }
     args.offsets = offsets;
     drop(permits);
     (args.offset_hint)(&args.offsets);
+
+    // 5. Post-write data quality: read back what each snapshot added and check it.
+    let results = validate_snapshots(args, &manifest, &defs).await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("{}.{}: {}", r.table, r.check, r.detail))
+        .collect();
+    if !failed.is_empty() {
+        tracing::error!(checkpoint = n.0, failures = ?failed, "post-write data-quality checks failed");
+    }
+    record_dq_results(args, n, &manifest, &results).await?;
+    if args.dq_policy.halts(&results) {
+        return Err(format!(
+            "{DQ_HALT_PREFIX} checkpoint {n} failed post-write checks and dq.post_write_policy is `halt`: {}",
+            failed.join("; ")
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Prefix of the failure that stops the pipeline instead of restarting it (see `pipeline::run`).
+pub const DQ_HALT_PREFIX: &str = "data-quality halt:";
+
+/// Reads back what checkpoint `n` added to each table and runs the post-write checks. A table that cannot be read
+/// back gets a failed `readback` result rather than stopping the pipeline.
+async fn validate_snapshots(
+    args: &CommitterArgs,
+    manifest: &CheckpointManifest,
+    defs: &BTreeMap<String, TableDef>,
+) -> Vec<crate::dq::CheckResult> {
+    let mut out = Vec::new();
+    for (name, snapshot) in &manifest.snapshots {
+        let Some(def) = defs.get(name) else { continue };
+        let expected = manifest.rows.get(name).copied().unwrap_or(0);
+        let files = match args.catalog.load_table(name).await {
+            Ok(t) => sink::readback::added_files(&t, *snapshot).await,
+            Err(e) => Err(e),
+        };
+        let files = match files {
+            Ok(f) => f,
+            Err(e) => {
+                out.push(crate::dq::CheckResult {
+                    table: name.clone(),
+                    check: "readback",
+                    passed: false,
+                    failing_rows: expected,
+                    detail: format!("cannot read snapshot {snapshot} back: {e}"),
+                });
+                continue;
+            }
+        };
+        // Only tables of changes have a (key, lsn) identity; P&L, alerts and quarantine (whose lsn may repeat
+        // when one change breaks several rules over time) do not.
+        let has_lsn = def.column(crate::dq::LSN_COLUMN).is_some() && def.column("id").is_some();
+        for r in crate::dq::validate(def, &files, expected, &args.dq, &["id"]) {
+            if r.check == "unique_key_lsn" && !has_lsn {
+                continue;
+            }
+            out.push(r);
+        }
+    }
+    for r in &out {
+        metrics::dq_check(&r.table, r.check, r.passed);
+    }
+    out
+}
+
+/// Appends the results to `dq_results` as one snapshot carrying checkpoint `n`, idempotently like any other table.
+async fn record_dq_results(
+    args: &CommitterArgs,
+    n: CheckpointId,
+    manifest: &CheckpointManifest,
+    results: &[crate::dq::CheckResult],
+) -> Result<(), ActorProcessingErr> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let def = crate::dq::dq_results_def();
+    let checked_at = chrono::Utc::now().timestamp_micros();
+    let rows: Vec<Vec<crate::value::Value>> = results
+        .iter()
+        .map(|r| {
+            let snapshot = manifest.snapshots.get(&r.table).copied().unwrap_or(0);
+            r.to_row(n, snapshot, checked_at)
+        })
+        .collect();
+    let table = args.catalog.ensure_table(&def).await?;
+    let schema = sink::table::arrow_schema_for(table.metadata().current_schema())?;
+    let batch = sink::rows_to_batch(&def, &schema, &rows)?;
+    let meta = CommitMeta {
+        checkpoint_id: n,
+        writer_id: args.writer_id.clone(),
+        epoch: None,
+        offsets: to_meta_offsets(&manifest.offsets),
+    };
+    let written = sink::write_data_files(&table, &meta, [batch]).await?;
+    sink::commit_files(&args.catalog, &def.name, written.files, &meta).await?;
     Ok(())
 }
 

@@ -12,7 +12,8 @@ use crate::source::SourceBatch;
 use crate::types::{CheckpointId, PartitionId};
 use ledgerstream_state::PartitionStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::OwnedSemaphorePermit;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub enum PartitionMsg {
     Records(SourceBatch),
@@ -32,6 +33,10 @@ pub struct PartitionArgs {
     /// Pending records at which an early checkpoint is requested (half the in-flight budget), so that a busy
     /// partition never sits paused waiting for the timer.
     pub early_checkpoint_records: usize,
+    /// The partition's in-flight budget (shared with the source) and its size: when every permit is free, nothing
+    /// is buffered or paused anywhere for this partition, which is what makes an empty interval "idle".
+    pub inflight: Arc<Semaphore>,
+    pub inflight_capacity: usize,
 }
 
 pub struct PartitionState {
@@ -92,9 +97,12 @@ impl Actor for PartitionActor {
                     checkpoint_id = checkpoint.0,
                     partition = a.partition.0
                 );
+                let idle = a.processor.pending_records() == 0
+                    && state.permits.is_empty()
+                    && a.inflight.available_permits() == a.inflight_capacity;
                 let (output, state_bytes) = tokio::task::block_in_place(|| {
                     let _g = span.enter();
-                    let output = a.processor.seal()?;
+                    let output = a.processor.seal(a.store.as_mut(), idle)?;
                     crate::failpoint!("partition::before_state_checkpoint");
                     a.store.checkpoint(checkpoint.0)?;
                     let bytes = a.store.approximate_size_bytes().unwrap_or(0);

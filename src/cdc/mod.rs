@@ -31,4 +31,4 @@ pub use decode::{MAX_KEY_BYTES, MAX_RECORD_BYTES, decode, decode_key};
 pub use error::DecodeError;
 pub use event::{ChangeEvent, Decoded, ExtraField, Op, Row};
 pub use rows::{TransactionRow, TypedRow, UserRow, WalletRow};
-pub use tables::{MONEY, SOURCE_SCHEMA, SourceColumn, SourceTable};
+pub use tables::{MONEY, MONEY_SUM, SOURCE_SCHEMA, SourceColumn, SourceTable};

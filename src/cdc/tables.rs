@@ -18,6 +18,12 @@ pub const MONEY: ColumnType = ColumnType::Decimal {
     scale: 2,
 };
 
+/// Sums of money columns (P&L figures): the same scale, with room for any number of `numeric(18,2)` terms.
+pub const MONEY_SUM: ColumnType = ColumnType::Decimal {
+    precision: 38,
+    scale: 2,
+};
+
 /// One declared source column. A `&'static` twin of [`ColumnSpec`] so the declaration can be a `const`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceColumn {

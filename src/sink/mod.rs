@@ -4,12 +4,14 @@
 //! - [`batch`]: rows of [`crate::value::Value`] → an Arrow batch, with typed errors for cells that do not fit.
 //! - [`catalog`]: SQL (sqlite/PostgreSQL) or REST catalog from typed config; `ensure_table` with add-only evolution.
 //! - [`commit`]: writing files, the pending-commit record, and idempotent commits keyed by writer and checkpoint.
+//! - [`readback`]: the data files one snapshot added, read back for post-write validation (`crate::dq`).
 //! - [`error`]: [`SinkError`], classified retryable or not.
 
 pub mod batch;
 pub mod catalog;
 pub mod commit;
 pub mod error;
+pub mod readback;
 pub mod table;
 
 #[cfg(test)]
@@ -24,4 +26,5 @@ pub use commit::{
     commit_pending, last_committed, write_data_files, write_rows,
 };
 pub use error::SinkError;
+pub use readback::{WrittenFile, added_files};
 pub use table::{TableDef, column_type_of};
