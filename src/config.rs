@@ -12,6 +12,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -124,6 +125,8 @@ struct RawConfig {
     kafka: RawKafka,
     #[serde(default)]
     iceberg: RawIceberg,
+    #[serde(default)]
+    observability: RawObservability,
     #[serde(default)]
     enrich: RawEnrich,
     #[serde(default)]
@@ -386,6 +389,66 @@ fn default_true() -> bool {
     true
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObservability {
+    #[serde(default = "default_metrics_addr")]
+    metrics_addr: String,
+    #[serde(default, with = "humantime_serde")]
+    ready_max_checkpoint_age: Option<Duration>,
+    #[serde(default)]
+    tracing: RawTracing,
+}
+
+impl Default for RawObservability {
+    fn default() -> Self {
+        RawObservability {
+            metrics_addr: default_metrics_addr(),
+            ready_max_checkpoint_age: None,
+            tracing: RawTracing::default(),
+        }
+    }
+}
+
+/// Loopback by default: exposing metrics beyond the host is a deployment decision (the compose file binds
+/// 0.0.0.0:9464 inside its container network).
+fn default_metrics_addr() -> String {
+    "127.0.0.1:9464".into()
+}
+/// Three intervals: one slow commit is tolerated, two in a row are a stall worth taking the instance out of
+/// rotation for.
+fn default_ready_max_checkpoint_age(interval: Duration) -> Duration {
+    interval * 3
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracing {
+    otlp_endpoint: Option<String>,
+    #[serde(default = "default_service_name")]
+    service_name: String,
+    #[serde(default = "default_sampling_ratio")]
+    sampling_ratio: f64,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        RawTracing {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+            sampling_ratio: default_sampling_ratio(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "ledgerstream".into()
+}
+/// Every checkpoint traced: one trace per checkpoint interval is a handful of spans, cheap at any load.
+fn default_sampling_ratio() -> f64 {
+    1.0
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Typed configuration.
 // ---------------------------------------------------------------------------------------------------------------
@@ -400,6 +463,89 @@ pub struct Config {
     pub alerts_topic: Option<String>,
     /// The stateful stages inside the partition actors (enrichment, P&L, fraud, data quality).
     pub stages: crate::processor::StageSettings,
+    pub observability: ObservabilityConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservabilityConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` (`metrics_addr = "off"`) serves nothing.
+    /// Port 0 picks a free port (tests); the bound address is logged.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `/readyz` turns 503 when the last successful checkpoint (or the start of consuming, before the first one)
+    /// is older than this. At least `pipeline.checkpoint_interval`; default three intervals.
+    pub ready_max_checkpoint_age: Duration,
+    pub tracing: TracingConfig,
+}
+
+/// OpenTelemetry trace export as configured in the file. The standard `OTEL_*` variables are applied on top by
+/// [`TracingConfig::resolve`], at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// OTLP/gRPC endpoint, e.g. `http://tempo:4317`. Unset: export is off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is
+    /// set.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans; `OTEL_SERVICE_NAME` overrides it.
+    pub service_name: String,
+    /// Fraction of checkpoint traces kept, 0..=1 (parent-based, trace-id ratio); `OTEL_TRACES_SAMPLER_ARG`
+    /// overrides it.
+    pub sampling_ratio: f64,
+}
+
+/// Trace export settings after the `OTEL_*` environment is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    pub endpoint: String,
+    pub service_name: String,
+    pub sampling_ratio: f64,
+}
+
+impl TracingConfig {
+    /// Applies the standard OpenTelemetry variables to the file settings. Returns `None` when export is off: no
+    /// endpoint anywhere, or `OTEL_SDK_DISABLED=true`. The config file's endpoint wins over
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (it is the more specific setting); the service name and the sampling ratio
+    /// follow the OpenTelemetry convention that the environment overrides defaults.
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<OtlpSettings>, ConfigError> {
+        let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        let Some(endpoint) = self
+            .otlp_endpoint
+            .clone()
+            .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        else {
+            return Ok(None);
+        };
+        let sampling_ratio = match set("OTEL_TRACES_SAMPLER_ARG") {
+            Some(v) => {
+                let r: f64 = v.trim().parse().map_err(|_| ConfigError::Env {
+                    var: "OTEL_TRACES_SAMPLER_ARG".into(),
+                    reason: format!("`{v}` is not a number"),
+                })?;
+                check_ratio(r).map_err(|reason| ConfigError::Env {
+                    var: "OTEL_TRACES_SAMPLER_ARG".into(),
+                    reason,
+                })?
+            }
+            None => self.sampling_ratio,
+        };
+        Ok(Some(OtlpSettings {
+            endpoint,
+            service_name: set("OTEL_SERVICE_NAME").unwrap_or_else(|| self.service_name.clone()),
+            sampling_ratio,
+        }))
+    }
+}
+
+fn check_ratio(r: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err(format!("{r} is not within 0..=1"))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -715,6 +861,42 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let o = raw.observability;
+    let metrics_addr = match o.metrics_addr.trim() {
+        "off" | "none" | "" => None,
+        a => Some(a.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "observability.metrics_addr",
+                format!("`{a}` is not IP:PORT or \"off\": {e}"),
+            )
+        })?),
+    };
+    let ready_max_checkpoint_age = o
+        .ready_max_checkpoint_age
+        .unwrap_or_else(|| default_ready_max_checkpoint_age(p.checkpoint_interval));
+    if ready_max_checkpoint_age < p.checkpoint_interval {
+        return Err(invalid(
+            "observability.ready_max_checkpoint_age",
+            "must be at least pipeline.checkpoint_interval (a healthy pipeline checkpoints once per interval)",
+        ));
+    }
+    let t = o.tracing;
+    if let Some(e) = &t.otlp_endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        return Err(invalid(
+            "observability.tracing.otlp_endpoint",
+            "must be an http(s) URL of an OTLP/gRPC receiver, e.g. http://tempo:4317",
+        ));
+    }
+    if t.service_name.trim().is_empty() {
+        return Err(invalid(
+            "observability.tracing.service_name",
+            "must not be empty",
+        ));
+    }
+    let sampling_ratio = check_ratio(t.sampling_ratio)
+        .map_err(|r| invalid("observability.tracing.sampling_ratio", r))?;
     let dq_rules = crate::dq::compile(&raw.dq).map_err(|e| invalid("dq.rules", e.to_string()))?;
     if raw
         .alerts
@@ -778,6 +960,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             dq_post_write_policy: raw.dq.post_write_policy,
             fraud: std::sync::Arc::new(crate::fraud::FraudEngine::new(raw.fraud)),
             type_change,
+        },
+        observability: ObservabilityConfig {
+            metrics_addr,
+            ready_max_checkpoint_age,
+            tracing: TracingConfig {
+                otlp_endpoint: t.otlp_endpoint,
+                service_name: t.service_name,
+                sampling_ratio,
+            },
         },
     })
 }
@@ -905,6 +1096,99 @@ mod tests {
         assert_eq!(compose.kafka.brokers, "kafka:29092");
         assert!(matches!(compose.iceberg.catalog, CatalogKind::Rest { .. }));
         assert!(compose.iceberg.s3.is_some_and(|s| s.path_style_access));
+        // The compose healthcheck and Prometheus reach the processor on 9464 from outside its container.
+        assert_eq!(
+            compose.observability.metrics_addr,
+            Some("0.0.0.0:9464".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn observability_defaults_follow_the_checkpoint_interval() {
+        let c = parse("[pipeline]\ncheckpoint_interval = \"2s\"").unwrap();
+        let o = c.observability;
+        assert_eq!(o.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(o.ready_max_checkpoint_age, Duration::from_secs(6));
+        assert_eq!(o.tracing.otlp_endpoint, None);
+        assert_eq!(o.tracing.service_name, "ledgerstream");
+        assert_eq!(o.tracing.sampling_ratio, 1.0);
+        let off = parse("[observability]\nmetrics_addr = \"off\"").unwrap();
+        assert_eq!(off.observability.metrics_addr, None);
+    }
+
+    #[test]
+    fn invalid_observability_values_name_their_key() {
+        for (text, key) in [
+            (
+                "[observability]\nmetrics_addr = \"localhost\"",
+                "observability.metrics_addr",
+            ),
+            (
+                "[pipeline]\ncheckpoint_interval = \"10s\"\n[observability]\nready_max_checkpoint_age = \"5s\"",
+                "observability.ready_max_checkpoint_age",
+            ),
+            (
+                "[observability.tracing]\nsampling_ratio = 1.5",
+                "observability.tracing.sampling_ratio",
+            ),
+            (
+                "[observability.tracing]\notlp_endpoint = \"tempo:4317\"",
+                "observability.tracing.otlp_endpoint",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn otel_environment_applies_on_top_of_the_file() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let file = parse("").unwrap().observability.tracing;
+        assert_eq!(file.resolve(env(&[])).unwrap(), None);
+        let from_env = file
+            .resolve(env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+                ("OTEL_SERVICE_NAME", "ls-eu"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            from_env,
+            Some(OtlpSettings {
+                endpoint: "http://collector:4317".into(),
+                service_name: "ls-eu".into(),
+                sampling_ratio: 0.25,
+            })
+        );
+        let configured = parse(
+            "[observability.tracing]\notlp_endpoint = \"http://tempo:4317\"\nsampling_ratio = 0.5",
+        )
+        .unwrap()
+        .observability
+        .tracing;
+        let s = configured
+            .resolve(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4317")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.endpoint, "http://tempo:4317");
+        assert_eq!(s.sampling_ratio, 0.5);
+        assert_eq!(
+            configured
+                .resolve(env(&[("OTEL_SDK_DISABLED", "true")]))
+                .unwrap(),
+            None
+        );
+        let err = configured
+            .resolve(env(&[("OTEL_TRACES_SAMPLER_ARG", "2")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("OTEL_TRACES_SAMPLER_ARG"), "{err}");
     }
 
     #[test]

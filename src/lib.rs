@@ -3,7 +3,8 @@
 //! Reading order follows the data: `source` (Kafka) → `cdc` (decode) → `processor` + `changelog` (what a
 //! partition does) → `actors` (partition, coordinator, committer, supervisor) → `sink` (Iceberg) and
 //! `checkpoint` (the recovery protocol). `pipeline` is the glue; `config` and `metrics` are the single homes of
-//! configuration and metrics. See `ARCHITECTURE.md`.
+//! configuration and metrics; `health` and `http` serve them to operators, `telemetry` exports the spans. See
+//! `ARCHITECTURE.md`.
 
 pub mod actors;
 pub mod alerts_out;
@@ -16,6 +17,8 @@ pub mod dq;
 pub mod enrich;
 pub mod fraud;
 pub mod generate;
+pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod pnl;
@@ -23,6 +26,7 @@ pub mod processor;
 pub mod sink;
 pub mod source;
 pub mod synth;
+pub mod telemetry;
 pub mod types;
 pub mod value;
 pub mod watermark;

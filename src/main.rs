@@ -3,7 +3,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ledgerstream::config::Config;
+use ledgerstream::health::Health;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -56,16 +58,34 @@ enum ConfigCommand {
     Check { file: PathBuf },
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+impl From<LogFormat> for ledgerstream::telemetry::LogFormat {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Text => ledgerstream::telemetry::LogFormat::Text,
+            LogFormat::Json => ledgerstream::telemetry::LogFormat::Json,
+        }
     }
+}
+
+/// `ledgerstream run`: telemetry from the config, the operator endpoint, then the pipeline until SIGTERM.
+async fn run(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
+    let otlp = config
+        .observability
+        .tracing
+        .resolve(|k| std::env::var(k).ok())?;
+    let telemetry = ledgerstream::telemetry::init(log_format.into(), otlp.as_ref())?;
+    let health = Arc::new(Health::new(config.observability.ready_max_checkpoint_age));
+    let server = match config.observability.metrics_addr {
+        Some(addr) => Some(ledgerstream::http::serve(addr, health.clone()).await?),
+        None => None,
+    };
+    let result = ledgerstream::pipeline::run_with_health(config, shutdown_signal(), health).await;
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
+    // Flush the last spans (the final checkpoint's) before exiting.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }
 
 /// Flips to true on SIGTERM or Ctrl-C.
@@ -95,12 +115,16 @@ async fn main() -> anyhow::Result<()> {
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // `run` sets up telemetry from its config file; every other command logs to stderr only.
+    let _logs = match cli.command {
+        Command::Run { .. } => None,
+        _ => Some(ledgerstream::telemetry::init(cli.log_format.into(), None)?),
+    };
     match cli.command {
         Command::Run { config } => {
             let config =
                 Config::load(&config).with_context(|| format!("config {}", config.display()))?;
-            ledgerstream::pipeline::run(config, shutdown_signal()).await
+            run(config, cli.log_format).await
         }
         Command::Migrate { pg_url } => ledgerstream::generate::migrate(&pg_url).await,
         Command::Generate(args) => ledgerstream::generate::run(args).await.map(|_| ()),

@@ -5,6 +5,20 @@
 //!
 //! Each function below is the one place an event is both counted and, where useful, logged, so call sites stay one
 //! line and the metric set stays reviewable.
+//!
+//! ## Consumer lag
+//!
+//! `ledgerstream_source_lag_records{topic,partition}` is `high watermark - next offset`, where the next offset is
+//! the one after the last record handed to the partition actor (so records prefetched by librdkafka but not yet
+//! processed count as lag), and the high watermark is fetched from the broker every few seconds by a dedicated
+//! thread (see `source::kafka`), never on the async executor. The broker's answer is not trusted blindly: the tansu
+//! memory engine, for one, reports a high watermark *below* offsets it has already served. When `high < next` the
+//! gauge reports 0 (we cannot be behind a position we have already read past) and
+//! `ledgerstream_source_watermark_anomalies_total` counts the event, so a broker that lies is visible rather than
+//! hidden in a negative or wrapped gauge. Before the first record of a partition is read the next offset is the
+//! checkpointed start offset, or the low watermark for a partition read from the beginning.
+//! `ledgerstream_committed_offset` is the durable position (last complete checkpoint); the gap between it and the
+//! read position is what a restart would replay.
 
 use crate::types::PartitionId;
 use prometheus::{
@@ -91,6 +105,8 @@ struct Metrics {
     bytes_written: IntCounterVec,
     state_bytes: IntGaugeVec,
     next_offset: IntGaugeVec,
+    source_lag: IntGaugeVec,
+    watermark_anomalies: IntCounterVec,
     recoveries: IntCounter,
     restarts: IntCounter,
     schema_changes: IntCounterVec,
@@ -168,6 +184,16 @@ static M: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     next_offset: gauge_vec(
         "ledgerstream_committed_offset",
         "Next offset to read per topic partition, as of the last completed checkpoint",
+        &["topic", "partition"],
+    ),
+    source_lag: gauge_vec(
+        "ledgerstream_source_lag_records",
+        "Records in the topic partition not yet handed to the partition actor: max(0, high watermark - next offset)",
+        &["topic", "partition"],
+    ),
+    watermark_anomalies: counter_vec(
+        "ledgerstream_source_watermark_anomalies_total",
+        "High watermarks reported below an offset already read (lag reported as 0 instead)",
         &["topic", "partition"],
     ),
     recoveries: counter(
@@ -268,6 +294,50 @@ pub fn committed_offset(topic: &str, partition: i32, next: i64) {
     M.next_offset
         .with_label_values(&[topic, &partition.to_string()])
         .set(next);
+}
+
+/// Lag of one topic partition, computed robustly from a broker high watermark and our next offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    pub records: u64,
+    /// The broker reported a high watermark below an offset we have already read.
+    pub anomaly: bool,
+}
+
+/// `max(0, high - next)`; `high < next` is an anomaly of the broker, reported as lag 0.
+pub fn compute_lag(high_watermark: i64, next_offset: i64) -> Lag {
+    match high_watermark.checked_sub(next_offset) {
+        Some(d) if d >= 0 => Lag {
+            records: d as u64,
+            anomaly: false,
+        },
+        _ => Lag {
+            records: 0,
+            anomaly: true,
+        },
+    }
+}
+
+/// Records the lag of `topic[partition]` from a freshly fetched high watermark.
+pub fn source_lag(topic: &str, partition: i32, high_watermark: i64, next_offset: i64) -> Lag {
+    let lag = compute_lag(high_watermark, next_offset);
+    let part = partition.to_string();
+    M.source_lag
+        .with_label_values(&[topic, &part])
+        .set(i64::try_from(lag.records).unwrap_or(i64::MAX));
+    if lag.anomaly {
+        M.watermark_anomalies
+            .with_label_values(&[topic, &part])
+            .inc();
+        tracing::debug!(
+            topic,
+            partition,
+            high_watermark,
+            next_offset,
+            "broker high watermark below the read position; lag reported as 0"
+        );
+    }
+    lag
 }
 
 pub fn state_size(partition: PartitionId, bytes: u64) {
@@ -646,4 +716,60 @@ pub fn dq_check(table: &str, check: &str, passed: bool) {
 
 pub fn schema_type_conflict(table: &str, policy: &str) {
     B.schema_policy.with_label_values(&[table, policy]).inc();
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_never_negative_and_anomalies_are_flagged() {
+        assert_eq!(
+            compute_lag(150, 100),
+            Lag {
+                records: 50,
+                anomaly: false
+            }
+        );
+        assert_eq!(
+            compute_lag(100, 100),
+            Lag {
+                records: 0,
+                anomaly: false
+            }
+        );
+        // What the tansu memory engine does: a high watermark behind what it already served.
+        assert_eq!(
+            compute_lag(0, 4_000),
+            Lag {
+                records: 0,
+                anomaly: true
+            }
+        );
+        assert_eq!(
+            compute_lag(i64::MIN, 1),
+            Lag {
+                records: 0,
+                anomaly: true
+            }
+        );
+    }
+
+    #[test]
+    fn anomalies_are_counted_per_topic_partition() {
+        source_lag("lag-unit-topic", 9, 10, 25);
+        source_lag("lag-unit-topic", 9, 40, 25);
+        let text = render();
+        assert!(
+            text.contains(
+                "ledgerstream_source_watermark_anomalies_total{partition=\"9\",topic=\"lag-unit-topic\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ledgerstream_source_lag_records{partition=\"9\",topic=\"lag-unit-topic\"} 15\n"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use crate::cdc::SourceTable;
 use crate::changelog::{self, ChangelogSchema};
 use crate::checkpoint::{CheckpointManifest, IntentStore, Offsets};
 use crate::config::{CatalogKind, Config};
+use crate::health::{Health, Phase};
 use crate::metrics;
 use crate::processor::{Input, Processor};
 use crate::sink::{self, PendingCommit, SinkCatalog};
@@ -71,17 +72,39 @@ const DERIVED_TABLES: [&str; 5] = [
 ];
 
 /// Runs until `shutdown` flips to true. Restarts failed generations; returns on fatal errors.
-pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let health = Arc::new(Health::new(config.observability.ready_max_checkpoint_age));
+    run_with_health(config, shutdown, health).await
+}
+
+/// [`run`], reporting its phases and checkpoints to `health` (served at `/healthz` and `/readyz`).
+pub async fn run_with_health(
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+    health: Arc<Health>,
+) -> anyhow::Result<()> {
+    let result = restart_loop(&config, shutdown, &health).await;
+    health.set_phase(Phase::Stopped);
+    result
+}
+
+async fn restart_loop(
+    config: &Config,
+    mut shutdown: watch::Receiver<bool>,
+    health: &Arc<Health>,
+) -> anyhow::Result<()> {
     let mut generation = 0u64;
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
-        match run_generation(&config, &mut shutdown).await {
+        health.set_phase(Phase::Starting);
+        match run_generation(config, &mut shutdown, health).await {
             Ok(()) => return Ok(()),
             Err(e) if e.downcast_ref::<FatalError>().is_some() => return Err(e),
             // A failed drain leaves the last complete checkpoint as the restart point; report it, don't loop.
             Err(e) if *shutdown.borrow() => return Err(e),
             Err(e) => {
+                health.set_phase(Phase::Restarting);
                 generation += 1;
                 metrics::pipeline_restarted(generation, &format!("{e:#}"));
                 if started.elapsed() > Duration::from_secs(120) {
@@ -216,7 +239,8 @@ pub async fn recover(
         let bytes = intents.read(id)?;
         let pending = PendingCommit::from_bytes(&bytes)
             .map_err(|e| FatalError::BrokenIntent(id.0, e.to_string()))?;
-        let span = tracing::info_span!("recover_intent", checkpoint = id.0);
+        // Replaying a half-committed checkpoint: its `iceberg_commit` spans are children of this one.
+        let span = tracing::info_span!("replay_intent", checkpoint_id = id.0);
         let snapshots = {
             use tracing::Instrument;
             committer::commit_tables(catalog, &pending, &BTreeMap::new(), &BTreeMap::new())
@@ -253,14 +277,17 @@ pub async fn recover(
             rows: BTreeMap::new(),
             state_bytes: BTreeMap::new(),
         };
-        committer::finish_checkpoint(
-            checkpoints,
-            intents,
-            partitions,
-            &manifest,
-            config.pipeline.checkpoints_to_keep,
-        )
-        .map_err(|e| anyhow::anyhow!("finishing intent {id}: {e}"))?;
+        tracing::info_span!("state_checkpoint", checkpoint_id = id.0)
+            .in_scope(|| {
+                committer::finish_checkpoint(
+                    checkpoints,
+                    intents,
+                    partitions,
+                    &manifest,
+                    config.pipeline.checkpoints_to_keep,
+                )
+            })
+            .map_err(|e| anyhow::anyhow!("finishing intent {id}: {e}"))?;
         tracing::info!(
             checkpoint = id.0,
             "finished a checkpoint left half-committed by a crash"
@@ -329,6 +356,7 @@ fn open_store(
 async fn run_generation(
     config: &Config,
     shutdown: &mut watch::Receiver<bool>,
+    health: &Arc<Health>,
 ) -> anyhow::Result<()> {
     let pc = &config.pipeline;
     let stages = &config.stages;
@@ -400,15 +428,30 @@ async fn run_generation(
         )?)),
         None => None,
     };
-    let recovered = recover(
-        config,
-        &catalog,
-        &checkpoints,
-        &intents,
-        &partitions,
-        alerts.as_deref(),
-    )
-    .await?;
+    health.set_phase(Phase::Recovering);
+    let recovered = {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "recovery",
+            partitions = partitions.len(),
+            checkpoint_id = tracing::field::Empty
+        );
+        recover(
+            config,
+            &catalog,
+            &checkpoints,
+            &intents,
+            &partitions,
+            alerts.as_deref(),
+        )
+        .instrument(span.clone())
+        .await
+        .inspect(|r| {
+            if let Some(m) = &r.manifest {
+                span.record("checkpoint_id", m.id.0);
+            }
+        })?
+    };
     metrics::recovered(recovered.manifest.as_ref().map(|m| m.id.0));
     let offsets: Offsets = recovered
         .manifest
@@ -452,6 +495,7 @@ async fn run_generation(
             first: recovered.next,
             interval: pc.checkpoint_interval,
             committer: committer.clone(),
+            health: health.clone(),
         },
         supervisor.get_cell(),
     )
@@ -525,6 +569,7 @@ async fn run_generation(
         }),
         tokio::runtime::Handle::current(),
     )?;
+    health.set_phase(Phase::Consuming);
     tracing::info!("consuming");
 
     let outcome = tokio::select! {
@@ -544,6 +589,7 @@ async fn run_generation(
     .await?;
     let result = match outcome {
         Ok(()) => {
+            health.set_phase(Phase::Draining);
             tracing::info!("draining: final checkpoint");
             let drained = tokio::time::timeout(pc.shutdown_timeout, async {
                 ractor::call!(coordinator, CoordinatorMsg::Drain)

@@ -33,6 +33,10 @@ pub enum CommitterMsg {
     Expect {
         checkpoint: CheckpointId,
         reply_to: ActorRef<CoordinatorMsg>,
+        /// Root span of the checkpoint: the writes and commits below are its children.
+        span: tracing::Span,
+        /// Held open until the last seal arrives, so its duration is the barrier alignment time.
+        barrier: tracing::Span,
     },
     Sealed(Sealed),
 }
@@ -57,9 +61,18 @@ pub struct CommitterArgs {
     pub alerts: Option<Arc<crate::alerts_out::AlertPublisher>>,
 }
 
+/// The checkpoint the committer is gathering seals for.
+struct Expected {
+    checkpoint: CheckpointId,
+    reply_to: ActorRef<CoordinatorMsg>,
+    started: Instant,
+    span: tracing::Span,
+    barrier: tracing::Span,
+}
+
 pub struct CommitterState {
     args: CommitterArgs,
-    expected: Option<(CheckpointId, ActorRef<CoordinatorMsg>, Instant)>,
+    expected: Option<Expected>,
     seals: BTreeMap<PartitionId, Sealed>,
 }
 
@@ -92,16 +105,26 @@ impl Actor for CommitterActor {
             CommitterMsg::Expect {
                 checkpoint,
                 reply_to,
+                span,
+                barrier,
             } => {
-                if let Some((n, _, _)) = &state.expected {
-                    return Err(
-                        format!("checkpoint {checkpoint} started while {n} is still open").into(),
-                    );
+                if let Some(e) = &state.expected {
+                    return Err(format!(
+                        "checkpoint {checkpoint} started while {} is still open",
+                        e.checkpoint
+                    )
+                    .into());
                 }
-                state.expected = Some((checkpoint, reply_to, Instant::now()));
+                state.expected = Some(Expected {
+                    checkpoint,
+                    reply_to,
+                    started: Instant::now(),
+                    span,
+                    barrier,
+                });
             }
             CommitterMsg::Sealed(seal) => {
-                let Some((n, _, _)) = &state.expected else {
+                let Some(Expected { checkpoint: n, .. }) = &state.expected else {
                     return Err(format!(
                         "seal for checkpoint {} without a barrier",
                         seal.checkpoint
@@ -117,11 +140,18 @@ impl Actor for CommitterActor {
                 }
                 state.seals.insert(seal.partition, seal);
                 if state.seals.len() == state.args.partitions.len() {
-                    let Some((n, reply_to, started)) = state.expected.take() else {
+                    let Some(Expected {
+                        checkpoint: n,
+                        reply_to,
+                        started,
+                        span,
+                        barrier,
+                    }) = state.expected.take()
+                    else {
                         return Ok(());
                     };
+                    drop(barrier);
                     let seals = std::mem::take(&mut state.seals);
-                    let span = tracing::info_span!("checkpoint", checkpoint = n.0);
                     commit_checkpoint(&mut state.args, n, seals)
                         .instrument(span)
                         .await?;
@@ -355,7 +385,12 @@ async fn commit_checkpoint(
         if name == crate::fraud::ALERTS_TABLE {
             alert_batches.extend(batches.iter().cloned());
         }
-        let span = tracing::info_span!("write", table = %name, rows = count, checkpoint = n.0);
+        let span = tracing::info_span!(
+            "parquet_write",
+            checkpoint_id = n.0,
+            table = %name,
+            rows = count
+        );
         let written = sink::write_data_files(&table, &meta, batches)
             .instrument(span)
             .await?;
@@ -399,13 +434,15 @@ async fn commit_checkpoint(
         rows,
         state_bytes,
     };
-    finish_checkpoint(
-        &args.checkpoints,
-        &args.intents,
-        &args.partitions,
-        &manifest,
-        args.keep,
-    )?;
+    tracing::info_span!("state_checkpoint", checkpoint_id = n.0).in_scope(|| {
+        finish_checkpoint(
+            &args.checkpoints,
+            &args.intents,
+            &args.partitions,
+            &manifest,
+            args.keep,
+        )
+    })?;
     let now_us = chrono::Utc::now().timestamp_micros();
     for (table, times) in event_times {
         metrics::freshness(&table, now_us, times.into_iter());
@@ -530,8 +567,11 @@ pub async fn commit_tables(
     let mut snapshots = BTreeMap::new();
     for (i, (name, files)) in pending.tables.iter().enumerate() {
         let started = Instant::now();
-        let span =
-            tracing::info_span!("commit", table = %name, checkpoint = pending.meta.checkpoint_id.0);
+        let span = tracing::info_span!(
+            "iceberg_commit",
+            checkpoint_id = pending.meta.checkpoint_id.0,
+            table = %name
+        );
         let outcome = async {
             let table = catalog.load_table(name).await?;
             let files = files

@@ -3,11 +3,19 @@
 //!
 //! Barrier alignment is trivial by construction: a partition actor has a single mailbox fed by one poll thread,
 //! so every record enqueued before `Barrier(n)` belongs to checkpoint `n` and every record after it to `n + 1`.
+//!
+//! Tracing: each checkpoint is one trace. The coordinator opens its root span `checkpoint` (attribute
+//! `checkpoint_id`) and a child `barrier` span, and sends both inside the barrier messages, so that the spans the
+//! partition actors (`seal`) and the committer (`parquet_write`, `iceberg_commit`, `state_checkpoint`) open attach
+//! to the right checkpoint whichever task runs them. The root ends when the last holder drops it, after the
+//! committer is done.
 
 use super::committer::CommitterMsg;
 use super::partition::PartitionMsg;
+use crate::health::Health;
 use crate::types::CheckpointId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub enum CoordinatorMsg {
@@ -25,15 +33,19 @@ pub struct CoordinatorArgs {
     pub first: CheckpointId,
     pub interval: Duration,
     pub committer: ActorRef<CommitterMsg>,
+    /// Told of every completed checkpoint, for `/readyz`.
+    pub health: Arc<Health>,
 }
 
 pub struct CoordinatorState {
     next: CheckpointId,
-    in_flight: Option<(CheckpointId, Instant)>,
+    /// The open checkpoint, when it started, and its root span (kept so that it ends no earlier than completion).
+    in_flight: Option<(CheckpointId, Instant, tracing::Span)>,
     early_pending: bool,
     drain: Option<(RpcReplyPort<CheckpointId>, Option<CheckpointId>)>,
     partitions: Vec<ActorRef<PartitionMsg>>,
     committer: ActorRef<CommitterMsg>,
+    health: Arc<Health>,
     _ticker: tokio::task::JoinHandle<()>,
 }
 
@@ -44,15 +56,29 @@ impl CoordinatorState {
     ) -> Result<CheckpointId, ActorProcessingErr> {
         let n = self.next;
         self.next = n.next();
-        self.in_flight = Some((n, Instant::now()));
+        // A root span: a checkpoint is its own trace, not a child of whatever the coordinator was doing.
+        let root = tracing::info_span!(parent: None, "checkpoint", checkpoint_id = n.0);
+        // Barrier alignment: from injection until the committer holds every partition's seal.
+        let barrier = tracing::info_span!(
+            parent: &root,
+            "barrier",
+            checkpoint_id = n.0,
+            partitions = self.partitions.len()
+        );
+        self.in_flight = Some((n, Instant::now(), root.clone()));
         self.early_pending = false;
         tracing::debug!(checkpoint = n.0, "barrier");
         self.committer.cast(CommitterMsg::Expect {
             checkpoint: n,
             reply_to: myself.clone(),
+            span: root.clone(),
+            barrier,
         })?;
         for p in &self.partitions {
-            p.cast(PartitionMsg::Barrier(n))?;
+            p.cast(PartitionMsg::Barrier {
+                checkpoint: n,
+                span: root.clone(),
+            })?;
         }
         Ok(n)
     }
@@ -78,6 +104,7 @@ impl Actor for CoordinatorActor {
             drain: None,
             partitions: Vec::new(),
             committer: args.committer,
+            health: args.health,
             _ticker: ticker,
         })
     }
@@ -110,7 +137,7 @@ impl Actor for CoordinatorActor {
                 }
             }
             CoordinatorMsg::Completed(n) => {
-                if let Some((id, started)) = state.in_flight.take() {
+                if let Some((id, started, _root)) = state.in_flight.take() {
                     if id != n {
                         return Err(
                             format!("checkpoint {n} completed while {id} was in flight").into()
@@ -122,6 +149,7 @@ impl Actor for CoordinatorActor {
                         "checkpoint complete"
                     );
                 }
+                state.health.checkpoint_completed(n.0);
                 match state.drain.take() {
                     Some((reply, Some(final_id))) if final_id == n => {
                         let _ = reply.send(n);

@@ -17,7 +17,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub enum PartitionMsg {
     Records(SourceBatch),
-    Barrier(CheckpointId),
+    Barrier {
+        checkpoint: CheckpointId,
+        /// The checkpoint's root span, so that `seal` joins its trace.
+        span: tracing::Span,
+    },
 }
 
 pub struct PartitionArgs {
@@ -83,10 +87,14 @@ impl Actor for PartitionActor {
                     a.coordinator.cast(CoordinatorMsg::RequestEarly)?;
                 }
             }
-            PartitionMsg::Barrier(checkpoint) => {
+            PartitionMsg::Barrier {
+                checkpoint,
+                span: root,
+            } => {
                 let span = tracing::info_span!(
+                    parent: &root,
                     "seal",
-                    checkpoint = checkpoint.0,
+                    checkpoint_id = checkpoint.0,
                     partition = a.partition.0
                 );
                 let idle = a.processor.pending_records() == 0

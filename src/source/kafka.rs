@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerConte
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset as KOffset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,6 +59,25 @@ pub struct KafkaSourceSettings {
 
 /// Where to start reading: next offset per (topic, partition). Missing entries start at the beginning.
 pub type StartOffsets = BTreeMap<(String, i32), i64>;
+
+/// How often the lag thread asks the broker for high watermarks: one ListOffsets round trip per topic partition,
+/// negligible at this rate, and about as fresh as a Prometheus scrape interval can show.
+const LAG_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Next offset to read per (partition, input), as handed to the partition actors; `-1` until known. Written by the
+/// poll threads, read by the lag thread.
+struct ReadPositions {
+    inputs: usize,
+    next: Vec<AtomicI64>,
+}
+
+impl ReadPositions {
+    fn slot(&self, partition: PartitionId, input: usize) -> Option<&AtomicI64> {
+        usize::try_from(partition.0)
+            .ok()
+            .and_then(|p| self.next.get(p * self.inputs + input))
+    }
+}
 
 /// Receives a batch from a poll thread. Returns `false` when the receiver is gone, which stops that thread.
 pub type Deliver = Arc<dyn Fn(SourceBatch) -> bool + Send + Sync>;
@@ -154,6 +173,22 @@ impl KafkaSource {
             }
         }
         self.consumer.assign(&tpl)?;
+        let inputs = self.settings.topics.len();
+        let positions = Arc::new(ReadPositions {
+            inputs,
+            next: (0..self.partitions.len() * inputs)
+                .map(|_| AtomicI64::new(-1))
+                .collect(),
+        });
+        for p in &self.partitions {
+            for (input, topic) in self.settings.topics.iter().enumerate() {
+                if let (Some(o), Some(slot)) =
+                    (start.get(&(topic.clone(), p.0)), positions.slot(*p, input))
+                {
+                    slot.store(*o, Ordering::Relaxed);
+                }
+            }
+        }
 
         for p in self.partitions.clone() {
             let mut queues = Vec::new();
@@ -186,6 +221,7 @@ impl KafkaSource {
                 batch_size: self.settings.batch_size,
                 shutdown: self.shutdown.clone(),
                 runtime: runtime.clone(),
+                positions: positions.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("kafka-poll-{}", p.0))
@@ -206,6 +242,19 @@ impl KafkaSource {
                     }
                 }
             })
+            .map_err(SourceError::Thread)?;
+        self.threads.push(handle);
+
+        let probe = LagProbe {
+            consumer: self.consumer.clone(),
+            topics: self.settings.topics.clone(),
+            partitions: self.partitions.clone(),
+            positions,
+            shutdown: self.shutdown.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("kafka-lag".into())
+            .spawn(move || probe.run())
             .map_err(SourceError::Thread)?;
         self.threads.push(handle);
         Ok(())
@@ -262,6 +311,7 @@ struct PollThread {
     batch_size: usize,
     shutdown: Arc<AtomicBool>,
     runtime: tokio::runtime::Handle,
+    positions: Arc<ReadPositions>,
 }
 
 impl PollThread {
@@ -344,6 +394,17 @@ impl PollThread {
             }
         };
         metrics::source_records(self.partition, records.len());
+        let mut next: Vec<Option<i64>> = vec![None; self.positions.inputs];
+        for r in &records {
+            if let Some(n) = next.get_mut(r.input) {
+                *n = Some(n.unwrap_or(i64::MIN).max(r.offset.0 + 1));
+            }
+        }
+        for (input, n) in next.into_iter().enumerate() {
+            if let (Some(n), Some(slot)) = (n, self.positions.slot(self.partition, input)) {
+                slot.store(n, Ordering::Relaxed);
+            }
+        }
         (self.deliver)(SourceBatch {
             partition: self.partition,
             records,
@@ -363,6 +424,56 @@ impl PollThread {
         };
         if let Err(e) = res {
             tracing::warn!(partition = self.partition.0, paused, error = %e, "pause/resume failed");
+        }
+    }
+}
+
+/// Periodically fetches high watermarks and records the lag of every topic partition (see `metrics` for how lag is
+/// computed and why it distrusts the broker). Runs on its own thread: `fetch_watermarks` blocks on the network.
+struct LagProbe {
+    consumer: Arc<BaseConsumer<DefaultConsumerContext>>,
+    topics: Vec<String>,
+    partitions: Vec<PartitionId>,
+    positions: Arc<ReadPositions>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl LagProbe {
+    fn run(self) {
+        while !self.shutdown.load(Ordering::Relaxed) {
+            self.probe();
+            let until = Instant::now() + LAG_PROBE_INTERVAL;
+            while Instant::now() < until && !self.shutdown.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    fn probe(&self) {
+        for p in &self.partitions {
+            for (input, topic) in self.topics.iter().enumerate() {
+                if self.shutdown.load(Ordering::Relaxed) {
+                    return;
+                }
+                let (low, high) = match self.consumer.fetch_watermarks(
+                    topic,
+                    p.0,
+                    Duration::from_secs(5),
+                ) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::debug!(topic, partition = p.0, error = %e, "cannot fetch watermarks");
+                        continue;
+                    }
+                };
+                let next = self
+                    .positions
+                    .slot(*p, input)
+                    .map(|s| s.load(Ordering::Relaxed))
+                    .filter(|n| *n >= 0)
+                    .unwrap_or(low);
+                metrics::source_lag(topic, p.0, high, next);
+            }
         }
     }
 }

@@ -274,7 +274,8 @@ impl PipelineDir {
             &config,
             format!(
                 "[pipeline]\nwriter_id = \"test\"\ndata_dir = \"{}\"\ncheckpoint_interval = \"{interval}\"\n\
-                 [kafka]\nbrokers = \"{brokers}\"\ntopic_prefix = \"{prefix}\"\n",
+                 [kafka]\nbrokers = \"{brokers}\"\ntopic_prefix = \"{prefix}\"\n\
+                 [observability]\nmetrics_addr = \"127.0.0.1:0\"\n",
                 dir.join("data").display()
             ),
         )

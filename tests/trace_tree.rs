@@ -1,0 +1,342 @@
+//! Observability end to end: `ledgerstream run` exports its spans over OTLP/gRPC to a receiver inside this test,
+//! and serves `/metrics` and `/readyz`. Input is synthetic Debezium-format events in a real broker (tansu), all
+//! produced before the pipeline starts; the checkpoint interval is an hour, so the only checkpoint is the final one
+//! taken at SIGTERM, and its trace can be asserted exactly: one `checkpoint` root with `barrier`, one `seal` per
+//! partition, one `parquet_write` and one `iceberg_commit` per output table, and `state_checkpoint`, all children
+//! of the root and carrying its checkpoint id.
+
+mod support;
+
+use ledgerstream::cdc::SourceTable;
+use ledgerstream::synth::Synth;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{Broker, PipelineDir, free_port, ledgerstream, run_ok, terminate, wait_for};
+
+const EVENTS: u64 = 3_000;
+const SEED: u64 = 5;
+const USERS: i64 = 100;
+const BAD_EVERY: u64 = 499;
+const PARTITIONS: u32 = 2;
+
+/// Spans received, with the `service.name` of their resource.
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<(String, Span)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut out = self.spans.lock().expect("spans");
+        for rs in request.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                out.extend(ss.spans.into_iter().map(|s| (service.clone(), s)));
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn attr(span: &Span, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.clone())
+}
+
+/// An integer attribute. tracing-opentelemetry exports `i64`/`i32` fields as integers but `u64`/`usize` ones as
+/// decimal strings (they may not fit an i64), so both forms are accepted.
+fn int_attr(span: &Span, key: &str) -> Option<i64> {
+    match attr(span, key) {
+        Some(Value::IntValue(i)) => Some(i),
+        Some(Value::StringValue(s)) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn str_attr(span: &Span, key: &str) -> Option<String> {
+    match attr(span, key) {
+        Some(Value::StringValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split(' ').nth(1)?.parse().ok()?;
+    Some((status, buf.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// Sum of a metric family's samples (every label set) in a Prometheus text exposition.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Rows each output table gets from the synthetic input: distinct changes per changelog table, and the malformed
+/// records in quarantine.
+fn expected_rows() -> BTreeMap<String, i64> {
+    let mut by_table: BTreeMap<&str, BTreeSet<(i64, u64)>> = BTreeMap::new();
+    let mut bad = 0;
+    for r in Synth::new(SEED, USERS)
+        .with_bad_every(BAD_EVERY)
+        .take(EVENTS as usize)
+    {
+        if r.op.is_none() {
+            bad += 1;
+            continue;
+        }
+        let table = match r.table {
+            SourceTable::Users => "users_changes",
+            SourceTable::Wallets => "wallets_changes",
+            SourceTable::Transactions => "transactions_changes",
+        };
+        by_table.entry(table).or_default().insert((r.pk, r.lsn));
+    }
+    let mut out: BTreeMap<String, i64> = by_table
+        .into_iter()
+        .map(|(t, s)| (t.to_string(), s.len() as i64))
+        .collect();
+    out.insert("quarantine".into(), bad);
+    out
+}
+
+#[test]
+fn one_checkpoint_is_one_trace_with_the_expected_tree() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let receiver = Receiver::default();
+    let otlp_port = free_port();
+    {
+        let svc = TraceServiceServer::new(receiver.clone());
+        let addr = ([127, 0, 0, 1], otlp_port).into();
+        rt.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve(addr)
+                .await
+                .expect("OTLP receiver");
+        });
+    }
+
+    let broker = Broker::start();
+    let prefix = "traces";
+    broker.create_topics(prefix, PARTITIONS);
+    run_ok(
+        ledgerstream()
+            .args([
+                "produce",
+                "--brokers",
+                &broker.brokers(),
+                "--topic-prefix",
+                prefix,
+            ])
+            .args(["--events", &EVENTS.to_string(), "--seed", &SEED.to_string()])
+            .args(["--users", &USERS.to_string()])
+            .args(["--bad-every", &BAD_EVERY.to_string()]),
+        "produce",
+    );
+
+    let p = PipelineDir::new("trace_tree", &broker.brokers(), prefix, "1h");
+    let metrics_port = free_port();
+    let mut config = std::fs::read_to_string(&p.config).expect("config");
+    config.push_str(&format!(
+        "[observability]\nmetrics_addr = \"127.0.0.1:{metrics_port}\"\n"
+    ));
+    std::fs::write(&p.config, config).expect("config");
+    let endpoint = format!("http://127.0.0.1:{otlp_port}");
+    let mut run = p.spawn(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_SERVICE_NAME", "ls-trace-test"),
+    ]);
+
+    // Everything read, ready, and no lag left on any of the 3 x PARTITIONS topic partitions.
+    let caught_up = wait_for(Duration::from_secs(90), || {
+        let (_, text) = http_get(metrics_port, "/metrics")?;
+        let read = metric_sum(&text, "ledgerstream_source_records_total");
+        let lag_series = text
+            .lines()
+            .filter(|l| l.starts_with("ledgerstream_source_lag_records{"))
+            .count();
+        let lag = metric_sum(&text, "ledgerstream_source_lag_records");
+        (read == EVENTS as f64 && lag_series == 3 * PARTITIONS as usize && lag == 0.0)
+            .then_some(text)
+    });
+    assert!(
+        caught_up.is_some(),
+        "pipeline did not read all {EVENTS} events with zero lag; metrics:\n{:?}\nlog:\n{}",
+        http_get(metrics_port, "/metrics"),
+        p.log()
+    );
+    assert_eq!(
+        http_get(metrics_port, "/readyz"),
+        Some((200, "ready\n".to_string()))
+    );
+    assert_eq!(
+        http_get(metrics_port, "/healthz"),
+        Some((200, "ok\n".to_string()))
+    );
+    assert!(
+        p.log().contains(&format!("127.0.0.1:{metrics_port}")),
+        "bound address logged; log:\n{}",
+        p.log()
+    );
+
+    let status = terminate(&mut run, Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "drain failed: {status}; log:\n{}",
+        p.log()
+    );
+
+    // The exporter is flushed before exit; allow the receiver a moment to finish storing.
+    let spans = wait_for(Duration::from_secs(10), || {
+        let spans = receiver.spans.lock().expect("spans").clone();
+        spans
+            .iter()
+            .any(|(_, s)| s.name == "state_checkpoint")
+            .then_some(spans)
+    })
+    .unwrap_or_else(|| panic!("no checkpoint trace received; log:\n{}", p.log()));
+    assert!(
+        spans.iter().all(|(service, _)| service == "ls-trace-test"),
+        "OTEL_SERVICE_NAME applies to every span"
+    );
+    let spans: Vec<Span> = spans.into_iter().map(|(_, s)| s).collect();
+
+    let roots: Vec<&Span> = spans.iter().filter(|s| s.name == "checkpoint").collect();
+    assert_eq!(roots.len(), 1, "exactly one checkpoint ran: {roots:?}");
+    let root = roots[0];
+    assert!(root.parent_span_id.is_empty(), "checkpoint is a trace root");
+    assert_eq!(
+        int_attr(root, "checkpoint_id"),
+        Some(1),
+        "{:?}",
+        root.attributes
+    );
+
+    let children: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.parent_span_id == root.span_id)
+        .collect();
+    for c in &children {
+        assert_eq!(
+            c.trace_id, root.trace_id,
+            "{} in the checkpoint's trace",
+            c.name
+        );
+        assert_eq!(
+            int_attr(c, "checkpoint_id"),
+            Some(1),
+            "{} carries the id",
+            c.name
+        );
+    }
+    let named = |name: &str| -> Vec<&Span> {
+        children
+            .iter()
+            .copied()
+            .filter(|s| s.name == name)
+            .collect()
+    };
+    assert_eq!(named("barrier").len(), 1);
+    assert_eq!(
+        int_attr(named("barrier")[0], "partitions"),
+        Some(i64::from(PARTITIONS))
+    );
+    let sealed: BTreeSet<i64> = named("seal")
+        .iter()
+        .filter_map(|s| int_attr(s, "partition"))
+        .collect();
+    assert_eq!(named("seal").len(), PARTITIONS as usize);
+    assert_eq!(sealed, (0..i64::from(PARTITIONS)).collect());
+
+    let expected = expected_rows();
+    let written: BTreeMap<String, i64> = named("parquet_write")
+        .iter()
+        .map(|s| {
+            (
+                str_attr(s, "table").expect("table attribute"),
+                int_attr(s, "rows").expect("rows attribute"),
+            )
+        })
+        .collect();
+    assert_eq!(named("parquet_write").len(), expected.len());
+    assert_eq!(written, expected, "rows written per table");
+    let committed: BTreeSet<String> = named("iceberg_commit")
+        .iter()
+        .filter_map(|s| str_attr(s, "table"))
+        .collect();
+    assert_eq!(named("iceberg_commit").len(), expected.len());
+    assert_eq!(committed, expected.keys().cloned().collect());
+    assert_eq!(named("state_checkpoint").len(), 1);
+    assert_eq!(
+        children.len(),
+        1 + PARTITIONS as usize + 2 * expected.len() + 1,
+        "no other direct children: {:?}",
+        children.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    // The checkpoint span covers all of its steps.
+    for c in &children {
+        assert!(
+            c.start_time_unix_nano >= root.start_time_unix_nano
+                && c.end_time_unix_nano <= root.end_time_unix_nano,
+            "{} inside the checkpoint span",
+            c.name
+        );
+    }
+
+    let recovery: Vec<&Span> = spans.iter().filter(|s| s.name == "recovery").collect();
+    assert_eq!(recovery.len(), 1, "one generation, one recovery span");
+    assert!(recovery[0].parent_span_id.is_empty());
+    assert_eq!(
+        int_attr(recovery[0], "partitions"),
+        Some(i64::from(PARTITIONS))
+    );
+    assert_eq!(
+        int_attr(recovery[0], "checkpoint_id"),
+        None,
+        "a fresh start restores no checkpoint"
+    );
+
+    let _ = std::fs::remove_dir_all(&p.dir);
+    drop(broker);
+    drop(rt);
+}
