@@ -64,8 +64,12 @@ fn gauge(name: &str, help: &str) -> IntGauge {
 }
 
 /// Buckets from 1 ms to about 65 s: covers a single commit up to a stalled checkpoint.
+/// Seconds, 1 ms to 2 min, with the round values (0.1, 1, 10 s) dashboards and alerts compare against.
 fn latency_buckets() -> Vec<f64> {
-    prometheus::exponential_buckets(0.001, 2.0, 17).expect("static buckets")
+    vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0,
+    ]
 }
 
 fn histogram(name: &str, help: &str) -> Histogram {
@@ -247,6 +251,31 @@ pub fn source_backpressure(partition: PartitionId, blocked: Duration) {
     );
 }
 
+/// Creates the per-partition and per-table series of a starting pipeline at zero, so that dashboards show "none
+/// yet" as 0 instead of no data (a panel over a counter that has not fired yet would otherwise be empty).
+pub fn pipeline_started<'a>(
+    partitions: impl IntoIterator<Item = PartitionId>,
+    source_tables: impl IntoIterator<Item = &'a str> + Clone,
+) {
+    for partition in partitions {
+        let label = p(partition);
+        M.source_records.with_label_values(&[&label]);
+        M.source_backpressure_micros.with_label_values(&[&label]);
+    }
+    for table in source_tables {
+        M.schema_changes
+            .with_label_values(&[&format!("{table}_changes")]);
+        M.events_in.with_label_values(&[table]);
+        M.duplicates_skipped.with_label_values(&[table]);
+        M.tombstones.with_label_values(&[table]);
+    }
+    for stage in ["fraud", "pnl"] {
+        B.late_events.with_label_values(&[stage]);
+    }
+    M.schema_changes
+        .with_label_values(&[crate::enrich::ENRICHED_TABLE]);
+}
+
 pub fn event_in(table: &str) {
     M.events_in.with_label_values(&[table]).inc();
 }
@@ -325,10 +354,9 @@ pub fn source_lag(topic: &str, partition: i32, high_watermark: i64, next_offset:
     M.source_lag
         .with_label_values(&[topic, &part])
         .set(i64::try_from(lag.records).unwrap_or(i64::MAX));
+    let anomalies = M.watermark_anomalies.with_label_values(&[topic, &part]);
     if lag.anomaly {
-        M.watermark_anomalies
-            .with_label_values(&[topic, &part])
-            .inc();
+        anomalies.inc();
         tracing::debug!(
             topic,
             partition,
@@ -673,6 +701,11 @@ pub struct PnlFigures {
 
 pub fn pnl_committed(currency: &str, f: &PnlFigures) {
     let c = currency_label(currency);
+    // Every series of a currency exists from its first row on, so "no reversals yet" reads 0, not no data.
+    B.pnl_fees_reversed.with_label_values(&[&c]);
+    for kind in ["refund", "chargeback"] {
+        B.pnl_losses.with_label_values(&[&c, kind]);
+    }
     if f.fees_earned >= 0.0 {
         B.pnl_fees.with_label_values(&[&c]).inc_by(f.fees_earned);
     } else {

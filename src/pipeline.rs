@@ -415,6 +415,10 @@ async fn run_generation(
         .await?;
     catalog.ensure_table(&crate::dq::dq_results_def()).await?;
     metrics::dq_rules_known(config.stages.dq.names());
+    metrics::pipeline_started(
+        source.partitions().iter().copied(),
+        SourceTable::ALL.iter().map(|t| t.name()),
+    );
 
     let layout = StateLayout::new(pc.data_dir.join("state"));
     let checkpoints = CheckpointCatalog::new(layout.clone());

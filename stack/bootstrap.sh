@@ -18,7 +18,7 @@ mkdir -p "$LEDGERSTREAM_CACHE/logs"
 exec 9>"$LEDGERSTREAM_CACHE/bootstrap.lock"
 flock 9
 
-APT_PACKAGES=(postgresql-15 postgresql-client-15 openjdk-17-jdk-headless libclang-dev cmake ${LS_APT_EXTRA:-})
+APT_PACKAGES=(postgresql-15 postgresql-client-15 openjdk-17-jdk-headless libclang-dev cmake prometheus ${LS_APT_EXTRA:-})
 
 apt_step() {
     local missing=() p
@@ -29,8 +29,17 @@ apt_step() {
     [ "$(id -u)" -eq 0 ] || die "missing Debian packages (${missing[*]}); install them as root"
     log "apt-get install ${missing[*]}"
     apt-get update -qq >>"$LEDGERSTREAM_CACHE/logs/apt.log" 2>&1
+    # Packages with services (postgresql, prometheus) must not start them: the tests start their own, on loopback
+    # and private ports. Without a policy-rc.d in place, one that denies service starts is installed for the
+    # duration of the install.
+    local own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d && own_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-        >>"$LEDGERSTREAM_CACHE/logs/apt.log" 2>&1 || die "apt-get failed, see $LEDGERSTREAM_CACHE/logs/apt.log"
+        >>"$LEDGERSTREAM_CACHE/logs/apt.log" 2>&1 || { [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d;
+        die "apt-get failed, see $LEDGERSTREAM_CACHE/logs/apt.log"; }
+    [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
     # The Debian package starts a cluster on 5432 that nothing here uses.
     if command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q '^15 *main .*online'; then
         pg_ctlcluster 15 main stop || true

@@ -357,7 +357,12 @@ impl SinkCatalog {
                 .apply(Transaction::new(&table))
                 .map_err(SinkError::from_iceberg)?;
             match tx.commit(self.catalog.as_ref()).await {
-                Ok(t) => return Ok(t),
+                Ok(t) => {
+                    for (name, _) in &missing {
+                        crate::metrics::schema_change(&def.name, name);
+                    }
+                    return Ok(t);
+                }
                 Err(e) => {
                     // Another writer may have added the same columns first; re-check against a fresh copy.
                     table = self.load_table(&def.name).await?;

@@ -469,7 +469,14 @@ fn free_port() -> u16 {
 
 fn start_moto() -> Moto {
     let port = free_port();
-    let child = Command::new("python3")
+    // moto comes from the test venv (stack/requirements.txt), installed by stack/bootstrap.sh.
+    let cache = std::env::var_os("LEDGERSTREAM_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/ledgerstream")
+        });
+    let child = Command::new(cache.join("venv/bin/python"))
         .args([
             "-m",
             "moto.server",
@@ -481,7 +488,7 @@ fn start_moto() -> Moto {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("moto is installed system-wide (python3 -m moto.server); this test needs it");
+        .expect("moto in the venv (run stack/bootstrap.sh); this test needs it");
     let moto = Moto { child, port };
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -359,18 +359,26 @@ pub fn read_table(
     warehouse: &Path,
     table: &str,
 ) -> Vec<arrow_array::RecordBatch> {
+    let cfg = ledgerstream::sink::CatalogConfig::Sql {
+        uri: format!("sqlite:{}?mode=rwc", catalog_db.display()),
+        warehouse: format!("file://{}", warehouse.display()),
+        s3: None,
+    };
+    read_table_from(&cfg, table)
+}
+
+/// Every row of `fintech.<table>` through any catalog; empty when the table has no snapshot yet.
+pub fn read_table_from(
+    cfg: &ledgerstream::sink::CatalogConfig,
+    table: &str,
+) -> Vec<arrow_array::RecordBatch> {
     use futures::TryStreamExt;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let cfg = ledgerstream::sink::CatalogConfig::Sql {
-            uri: format!("sqlite:{}?mode=rwc", catalog_db.display()),
-            warehouse: format!("file://{}", warehouse.display()),
-            s3: None,
-        };
-        let catalog = ledgerstream::sink::SinkCatalog::connect(&cfg, "fintech")
+        let catalog = ledgerstream::sink::SinkCatalog::connect(cfg, "fintech")
             .await
             .expect("catalog");
         // Not created yet (the pipeline creates its tables at start-up): nothing to read.
