@@ -50,6 +50,30 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect and prune checkpoints (local data directory and `[checkpoint.remote]`).
+    Checkpoints {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Machine-readable JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: CheckpointsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointsCommand {
+    /// Every checkpoint: time, state size, tables, rows, local and remote status, complete or not.
+    List,
+    /// One checkpoint in full: offsets per partition, snapshot id per table, state size per partition.
+    Show { id: u64 },
+    /// Keep the K newest complete checkpoints (never the latest complete one, anything newer, or anything with a
+    /// pending commit intent); remove the rest locally and on the remote.
+    Prune {
+        #[arg(long)]
+        keep: std::num::NonZeroUsize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +110,64 @@ async fn run(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     // Flush the last spans (the final checkpoint's) before exiting.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     result
+}
+
+/// `ledgerstream checkpoints ...`: glue over `checkpoint_report`.
+async fn checkpoints(
+    config: &Config,
+    json: bool,
+    command: CheckpointsCommand,
+) -> anyhow::Result<()> {
+    use ledgerstream::checkpoint_report as report;
+    let layout = ledgerstream_state::StateLayout::new(config.pipeline.data_dir.join("state"));
+    let catalog = ledgerstream_state::CheckpointCatalog::new(layout);
+    let intents = ledgerstream::checkpoint::IntentStore::new(&config.pipeline.data_dir);
+    let remote = config
+        .remote
+        .as_ref()
+        .map(ledgerstream::durable::from_config)
+        .transpose()?;
+    match command {
+        CheckpointsCommand::List => {
+            let infos =
+                report::build(&report::gather(&catalog, &intents, remote.as_deref()).await?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&infos)?);
+            } else {
+                print!("{}", report::format_list(&infos));
+            }
+        }
+        CheckpointsCommand::Show { id } => {
+            let infos =
+                report::build(&report::gather(&catalog, &intents, remote.as_deref()).await?);
+            let info = infos
+                .iter()
+                .find(|i| i.id == id)
+                .ok_or(report::ReportError::NotFound(id))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(info)?);
+            } else {
+                print!("{}", report::format_show(info));
+            }
+        }
+        CheckpointsCommand::Prune { keep } => {
+            let summary = report::prune(&catalog, &intents, remote.as_deref(), keep).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "removed {} local checkpoint(s) {:?} ({} partition state directories) and {} remote \
+                     checkpoint record(s) {:?}",
+                    summary.local_markers.len(),
+                    summary.local_markers,
+                    summary.local_state.len(),
+                    summary.remote.len(),
+                    summary.remote
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Flips to true on SIGTERM or Ctrl-C.
@@ -144,6 +226,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => ledgerstream::bench::bench(args).await,
+        Command::Checkpoints {
+            config,
+            json,
+            command,
+        } => {
+            let config =
+                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
+            checkpoints(&config, json, command).await
+        }
         Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
             Ok(c) => {
                 println!("{} is valid.\n\n{c:#?}", file.display());
