@@ -427,7 +427,11 @@ async fn restore_from_remote(
             "restored a durable checkpoint from the remote"
         );
     }
-    for (id, e) in listing.range(base.map_or(0, |b| b + 1)..=in_tables) {
+    let first_pending = base.map_or(0, |b| b + 1);
+    if first_pending > in_tables {
+        return Ok(());
+    }
+    for (id, e) in listing.range(first_pending..=in_tables) {
         if !(e.intent && e.state) {
             continue;
         }

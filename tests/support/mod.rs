@@ -262,6 +262,9 @@ impl Drop for Broker {
 pub struct PipelineDir {
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// Where the catalog and the warehouse live: `<dir>/data` by default, `<dir>/lake` when kept apart from the
+    /// data directory (so that wiping the data directory keeps "the lakehouse").
+    pub lake: PathBuf,
 }
 
 impl PipelineDir {
@@ -280,15 +283,43 @@ impl PipelineDir {
             ),
         )
         .expect("config");
-        PipelineDir { dir, config }
+        let lake = dir.join("data");
+        PipelineDir { dir, config, lake }
+    }
+
+    /// Like [`PipelineDir::new`], with the catalog and warehouse under `<dir>/lake` (outside the data directory)
+    /// and durable checkpoints in the directory `<dir>/remote`.
+    pub fn with_remote(name: &str, brokers: &str, prefix: &str, interval: &str) -> PipelineDir {
+        let mut p = PipelineDir::new(name, brokers, prefix, interval);
+        p.lake = p.dir.join("lake");
+        let mut text = std::fs::read_to_string(&p.config).expect("config");
+        text.push_str(&format!(
+            "[iceberg.catalog]\ntype = \"sql\"\nuri = \"sqlite://{}\"\nwarehouse = \"{}\"\n\
+             [checkpoint.remote]\nkind = \"dir\"\npath = \"{}\"\n",
+            p.catalog_db().display(),
+            p.warehouse().display(),
+            p.remote().display()
+        ));
+        std::fs::write(&p.config, text).expect("config");
+        p
     }
 
     pub fn catalog_db(&self) -> PathBuf {
-        self.dir.join("data/catalog.db")
+        self.lake.join("catalog.db")
     }
 
     pub fn warehouse(&self) -> PathBuf {
-        self.dir.join("data/warehouse")
+        self.lake.join("warehouse")
+    }
+
+    /// The durable checkpoint directory of [`PipelineDir::with_remote`].
+    pub fn remote(&self) -> PathBuf {
+        self.dir.join("remote")
+    }
+
+    /// The local data directory (state, intents; the catalog too unless [`PipelineDir::with_remote`]).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     /// Starts `ledgerstream run` with extra environment (e.g. FAILPOINTS). The process is killed when the
