@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pnl;
 pub mod processor;
+pub mod replay;
 pub mod sink;
 pub mod source;
 pub mod synth;

@@ -50,6 +50,31 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Reprocess the input from state checkpoint N into shadow tables (namespace `<namespace>_replay_<NAME>`),
+    /// optionally with other rule settings, without touching the live pipeline's state, tables or offsets.
+    Replay {
+        /// The live pipeline's config (data directory, catalog, Kafka, remote).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The state checkpoint to start from (complete locally or on the remote).
+        #[arg(long)]
+        from: u64,
+        /// Name of the replay: tables go to `<namespace>_replay_<NAME>`, state to `<data_dir>/replays/<NAME>`.
+        #[arg(long)]
+        into: String,
+        /// Stop before these offsets: `TOPIC:PARTITION=OFFSET,...` (default: the end of the topics at start).
+        #[arg(long, conflicts_with = "until_checkpoint")]
+        until: Option<String>,
+        /// Stop at checkpoint M's offsets: the replay covers exactly what checkpoints N+1..M read.
+        #[arg(long)]
+        until_checkpoint: Option<u64>,
+        /// Stop each topic partition at its first change committed after this time (RFC 3339).
+        #[arg(long)]
+        until_time: Option<String>,
+        /// A config file whose `[enrich]`, `[pnl]`, `[fraud]`, `[dq]` and `[schema]` replace the live ones.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
     /// Inspect and prune checkpoints (local data directory and `[checkpoint.remote]`).
     Checkpoints {
         #[arg(long, short)]
@@ -226,6 +251,51 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => ledgerstream::bench::bench(args).await,
+        Command::Replay {
+            config,
+            from,
+            into,
+            until,
+            until_checkpoint,
+            until_time,
+            rules,
+        } => {
+            use ledgerstream::replay;
+            let live =
+                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
+            let rules = rules
+                .map(|r| Config::load(&r).with_context(|| format!("rules {}", r.display())))
+                .transpose()?;
+            let until = match (until, until_checkpoint) {
+                (Some(u), _) => replay::Until::Offsets(replay::parse_until(&u)?),
+                (None, Some(m)) => replay::Until::Checkpoint(m),
+                (None, None) => replay::Until::End,
+            };
+            let until_time_us = until_time.map(|t| replay::parse_time(&t)).transpose()?;
+            replay::check_name(&into)?;
+            let cfg = replay::replay_config(&live, &into, rules.as_ref());
+            let until_offsets = replay::prepare(&live, &cfg, &into, from, &until).await?;
+            tracing::info!(
+                from,
+                namespace = %cfg.iceberg.namespace,
+                dir = %cfg.pipeline.data_dir.display(),
+                "replay prepared"
+            );
+            ledgerstream::pipeline::run_bounded(
+                &cfg,
+                ledgerstream::pipeline::Bounds {
+                    until_offsets,
+                    until_time_us,
+                },
+                shutdown_signal(),
+            )
+            .await?;
+            println!(
+                "replay {into} complete: tables in namespace {}",
+                cfg.iceberg.namespace
+            );
+            Ok(())
+        }
         Command::Checkpoints {
             config,
             json,

@@ -477,10 +477,40 @@ fn open_store(
     Ok(Box::new(store))
 }
 
+/// A bounded run (a replay): read up to these bounds, then finish with an idle checkpoint and stop.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    /// First offset not to read per (topic, partition); `None`: the end of every topic as seen at start.
+    pub until_offsets: Option<crate::source::kafka::StartOffsets>,
+    /// Stop each topic partition at its first change committed after this time (µs).
+    pub until_time_us: Option<i64>,
+}
+
 async fn run_generation(
     config: &Config,
     shutdown: &mut watch::Receiver<bool>,
     health: &Arc<Health>,
+) -> anyhow::Result<()> {
+    run_generation_bounded(config, shutdown, health, None).await
+}
+
+/// Runs a bounded pipeline (`ledgerstream replay`): one generation, no restart, no consumer-group offsets; returns
+/// once everything up to the bounds is committed (or on shutdown / failure).
+pub async fn run_bounded(
+    config: &Config,
+    bounds: Bounds,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let health = Arc::new(Health::new(config.observability.ready_max_checkpoint_age));
+    let mut shutdown = shutdown;
+    run_generation_bounded(config, &mut shutdown, &health, Some(bounds)).await
+}
+
+async fn run_generation_bounded(
+    config: &Config,
+    shutdown: &mut watch::Receiver<bool>,
+    health: &Arc<Health>,
+    bounds: Option<Bounds>,
 ) -> anyhow::Result<()> {
     let pc = &config.pipeline;
     let stages = &config.stages;
@@ -598,7 +628,12 @@ async fn run_generation(
     let (fail_tx, mut fail_rx) = mpsc::channel(1);
     let (supervisor, _sup_handle) =
         Actor::spawn(None, SupervisorActor, SupervisorArgs { failures: fail_tx }).await?;
-    let offset_hint: OffsetHint = source.offset_hinter();
+    // A bounded run (replay) must not move the live pipeline's group offsets, not even as a hint.
+    let offset_hint: OffsetHint = if bounds.is_some() {
+        Arc::new(|_: &Offsets| {})
+    } else {
+        source.offset_hinter()
+    };
     let (committer, _) = Actor::spawn_linked(
         Some(format!("committer-{}", uuid_suffix())),
         CommitterActor,
@@ -685,10 +720,36 @@ async fn run_generation(
         partition_refs.values().cloned().collect(),
     ))?;
 
-    let start_offsets = offsets
+    let start_offsets: crate::source::kafka::StartOffsets = offsets
         .iter()
         .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
         .collect();
+    let stop = match &bounds {
+        Some(b) => {
+            let until = match &b.until_offsets {
+                Some(u) => u.clone(),
+                None => {
+                    let probe = &source;
+                    tokio::task::block_in_place(|| probe.end_offsets())?
+                }
+            };
+            let progress = crate::replay::Progress::new(&start_offsets, &until);
+            tracing::info!(
+                records_to_go = progress.total(),
+                until = ?until,
+                "bounded run: reading up to these offsets"
+            );
+            let stop = Arc::new(crate::source::kafka::StopAt::new(
+                until,
+                b.until_time_us,
+                partitions.len(),
+            ));
+            let read = source.position_reader();
+            tokio::spawn(crate::replay::report_progress(progress, read, stop.clone()));
+            Some(stop)
+        }
+        None => None,
+    };
     let deliver_refs = partition_refs.clone();
     source.start(
         &start_offsets,
@@ -699,6 +760,7 @@ async fn run_generation(
                 .is_some_and(|a| a.cast(PartitionMsg::Records(batch)).is_ok())
         }),
         tokio::runtime::Handle::current(),
+        stop.clone(),
     )?;
     health.set_phase(Phase::Consuming);
     tracing::info!("consuming");
@@ -710,6 +772,12 @@ async fn run_generation(
             None => Err(anyhow::anyhow!("supervisor gone")),
         },
         _ = shutdown.changed() => Ok(()),
+        _ = async {
+            match &stop {
+                Some(s) => s.finished().await,
+                None => std::future::pending().await,
+            }
+        } => Ok(()),
     };
     // Stop polling first: whatever was delivered before this point is in the actors' mailboxes, ahead of the
     // final barrier.
@@ -723,7 +791,13 @@ async fn run_generation(
             health.set_phase(Phase::Draining);
             tracing::info!("draining: final checkpoint");
             let drained = tokio::time::timeout(pc.shutdown_timeout, async {
-                ractor::call!(coordinator, CoordinatorMsg::Drain)
+                let id = ractor::call!(coordinator, CoordinatorMsg::Drain)?;
+                if stop.is_some() {
+                    // A bounded run ends like a live pipeline whose input went quiet: one more checkpoint with
+                    // nothing new is idle and releases every change still waiting for its watermark.
+                    return ractor::call!(coordinator, CoordinatorMsg::Drain);
+                }
+                Ok(id)
             })
             .await;
             match drained {

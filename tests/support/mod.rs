@@ -390,7 +390,18 @@ pub fn read_table(
     warehouse: &Path,
     table: &str,
 ) -> Vec<arrow_array::RecordBatch> {
-    use futures::TryStreamExt;
+    read_table_in(catalog_db, warehouse, "fintech", table)
+}
+
+/// Rows added to `namespace.table` by the snapshots of `writer` whose checkpoint id is in `(after, upto]`.
+pub fn read_checkpoints(
+    catalog_db: &Path,
+    warehouse: &Path,
+    table: &str,
+    writer: &str,
+    after: u64,
+    upto: u64,
+) -> Vec<arrow_array::RecordBatch> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -402,6 +413,50 @@ pub fn read_table(
             s3: None,
         };
         let catalog = ledgerstream::sink::SinkCatalog::connect(&cfg, "fintech")
+            .await
+            .expect("catalog");
+        let t = catalog.load_table(table).await.expect("table");
+        let mut out = Vec::new();
+        for snapshot in t.metadata().snapshots() {
+            let Some(meta) = ledgerstream::sink::CommitMeta::from_snapshot(snapshot).expect("meta")
+            else {
+                continue;
+            };
+            if meta.writer_id == writer
+                && meta.checkpoint_id.0 > after
+                && meta.checkpoint_id.0 <= upto
+            {
+                for f in ledgerstream::sink::added_files(&t, snapshot.snapshot_id())
+                    .await
+                    .expect("added files")
+                {
+                    out.extend(f.batches);
+                }
+            }
+        }
+        out
+    })
+}
+
+/// [`read_table`] in another namespace.
+pub fn read_table_in(
+    catalog_db: &Path,
+    warehouse: &Path,
+    namespace: &str,
+    table: &str,
+) -> Vec<arrow_array::RecordBatch> {
+    use futures::TryStreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let cfg = ledgerstream::sink::CatalogConfig::Sql {
+            uri: format!("sqlite:{}?mode=rwc", catalog_db.display()),
+            warehouse: format!("file://{}", warehouse.display()),
+            s3: None,
+        };
+        let catalog = ledgerstream::sink::SinkCatalog::connect(&cfg, namespace)
             .await
             .expect("catalog");
         // Not created yet (the pipeline creates its tables at start-up): nothing to read.
