@@ -1267,9 +1267,14 @@ mod tests {
     fn shipped_config_files_are_valid() {
         let local = parse(include_str!("../deploy/ledgerstream.local.toml")).unwrap();
         assert_eq!(local.pipeline.writer_id, "ledgerstream-local");
+        assert!(matches!(local.remote, Some(RemoteConfig::Dir { .. })));
         let compose = parse(include_str!("../deploy/ledgerstream/ledgerstream.toml")).unwrap();
         assert_eq!(compose.kafka.brokers, "kafka:29092");
         assert!(matches!(compose.iceberg.catalog, CatalogKind::Rest { .. }));
+        assert!(matches!(
+            compose.remote,
+            Some(RemoteConfig::S3 { ref bucket, path_style_access: true, .. }) if bucket == "warehouse"
+        ));
         assert!(compose.iceberg.s3.is_some_and(|s| s.path_style_access));
         // The compose healthcheck and Prometheus reach the processor on 9464 from outside its container.
         assert_eq!(
