@@ -58,6 +58,9 @@ kill -TERM "$RUN_PID"
 wait "$RUN_PID" || { echo "ledgerstream exited with an error; see $DATA/run.log"; tail -20 "$DATA/run.log"; exit 1; }
 trap - EXIT
 
+step "checkpoints (local and durable copy)"
+"$BIN" checkpoints --config deploy/ledgerstream.local.toml list | { head -1; tail -3; }
+
 step "query the lakehouse (DuckDB over Iceberg)"
 "$PY" scripts/lakehouse.py --catalog "$DATA/catalog.db" summary
 echo

@@ -139,6 +139,41 @@ struct RawConfig {
     schema: RawSchema,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    checkpoint: RawCheckpoint,
+}
+
+/// `[checkpoint]`: where state checkpoints are kept besides the local data directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckpoint {
+    /// Durable copy of every state checkpoint off the machine (unset: local only).
+    remote: Option<RawRemote>,
+}
+
+/// `[checkpoint.remote]`: an object store holding state checkpoints, commit intents and completion markers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+enum RawRemote {
+    /// A directory (a mounted network volume, or a local disk for tests).
+    Dir {
+        path: PathBuf,
+        #[serde(default)]
+        prefix: String,
+    },
+    /// An S3 bucket (AWS, MinIO or any S3-compatible server).
+    S3 {
+        bucket: String,
+        #[serde(default)]
+        prefix: String,
+        endpoint: Option<String>,
+        #[serde(default = "default_region")]
+        region: String,
+        access_key_id: Option<SecretSource>,
+        secret_access_key: Option<SecretSource>,
+        #[serde(default = "default_true")]
+        path_style_access: bool,
+    },
 }
 
 /// `[alerts]`: fraud alerts published to Kafka as well as written to `fraud_alerts`.
@@ -464,6 +499,25 @@ pub struct Config {
     /// The stateful stages inside the partition actors (enrichment, P&L, fraud, data quality).
     pub stages: crate::processor::StageSettings,
     pub observability: ObservabilityConfig,
+    /// Durable copy of the state checkpoints off the machine, if configured.
+    pub remote: Option<RemoteConfig>,
+}
+
+/// Where durable state checkpoints go (see `crate::durable`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteConfig {
+    /// A directory; `prefix` is a sub-path inside it.
+    Dir { path: PathBuf, prefix: String },
+    /// An S3 bucket; objects live under `prefix`.
+    S3 {
+        bucket: String,
+        prefix: String,
+        endpoint: Option<String>,
+        region: String,
+        access_key_id: Option<SecretSource>,
+        secret_access_key: Option<SecretSource>,
+        path_style_access: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -928,6 +982,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     raw.fraud
         .validate()
         .map_err(|e| invalid("fraud", e.to_string()))?;
+    let remote = raw.checkpoint.remote.map(validate_remote).transpose()?;
 
     Ok(Config {
         pipeline: PipelineConfig {
@@ -970,7 +1025,75 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 sampling_ratio,
             },
         },
+        remote,
     })
+}
+
+fn validate_remote(r: RawRemote) -> Result<RemoteConfig, ConfigError> {
+    let check_prefix = |prefix: &str| {
+        if prefix.starts_with('/') || prefix.split('/').any(|s| s == "..") {
+            return Err(invalid(
+                "checkpoint.remote.prefix",
+                "must be a relative path without `..`",
+            ));
+        }
+        Ok(())
+    };
+    match r {
+        RawRemote::Dir { path, prefix } => {
+            if path.as_os_str().is_empty() {
+                return Err(invalid("checkpoint.remote.path", "must not be empty"));
+            }
+            check_prefix(&prefix)?;
+            Ok(RemoteConfig::Dir { path, prefix })
+        }
+        RawRemote::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            path_style_access,
+        } => {
+            if bucket.trim().is_empty() || bucket.contains('/') {
+                return Err(invalid(
+                    "checkpoint.remote.bucket",
+                    "must be a bucket name (no slashes)",
+                ));
+            }
+            check_prefix(&prefix)?;
+            if let Some(e) = &endpoint
+                && !(e.starts_with("http://") || e.starts_with("https://"))
+            {
+                return Err(invalid(
+                    "checkpoint.remote.endpoint",
+                    "must be an http(s) URL",
+                ));
+            }
+            if let Some(a) = &access_key_id {
+                a.validate("checkpoint.remote.access_key_id")?;
+            }
+            if let Some(a) = &secret_access_key {
+                a.validate("checkpoint.remote.secret_access_key")?;
+            }
+            if access_key_id.is_some() != secret_access_key.is_some() {
+                return Err(invalid(
+                    "checkpoint.remote",
+                    "give both access_key_id and secret_access_key, or neither",
+                ));
+            }
+            Ok(RemoteConfig::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+                access_key_id,
+                secret_access_key,
+                path_style_access,
+            })
+        }
+    }
 }
 
 /// `postgres://user:pw@host` carries a password; `postgres://user@host` does not.
@@ -1089,12 +1212,69 @@ mod tests {
     }
 
     #[test]
+    fn remote_checkpoint_config() {
+        assert!(parse("").unwrap().remote.is_none());
+        let c = parse("[checkpoint.remote]\nkind = \"dir\"\npath = \"/backup\"\nprefix = \"a/b\"")
+            .unwrap();
+        assert_eq!(
+            c.remote,
+            Some(RemoteConfig::Dir {
+                path: "/backup".into(),
+                prefix: "a/b".into()
+            })
+        );
+        let c = parse(
+            "[checkpoint.remote]\nkind = \"s3\"\nbucket = \"st\"\nendpoint = \"http://127.0.0.1:9000\"\n\
+             access_key_id = { env = \"K\" }\nsecret_access_key = { file = \"/run/s\" }",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.remote,
+            Some(RemoteConfig::S3 { ref bucket, path_style_access: true, ref region, .. })
+                if bucket == "st" && region == "us-east-1"
+        ));
+        for (bad, key) in [
+            ("kind = \"dir\"\npath = \"\"", "checkpoint.remote.path"),
+            (
+                "kind = \"dir\"\npath = \"/x\"\nprefix = \"/abs\"",
+                "checkpoint.remote.prefix",
+            ),
+            (
+                "kind = \"s3\"\nbucket = \"a/b\"",
+                "checkpoint.remote.bucket",
+            ),
+            (
+                "kind = \"s3\"\nbucket = \"b\"\nendpoint = \"ftp://x\"",
+                "checkpoint.remote.endpoint",
+            ),
+            (
+                "kind = \"s3\"\nbucket = \"b\"\naccess_key_id = { env = \"K\" }",
+                "checkpoint.remote",
+            ),
+        ] {
+            match parse(&format!("[checkpoint.remote]\n{bad}")) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse("[checkpoint.remote]\nkind = \"gcs\"\nbucket = \"b\""),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
+    #[test]
     fn shipped_config_files_are_valid() {
         let local = parse(include_str!("../deploy/ledgerstream.local.toml")).unwrap();
         assert_eq!(local.pipeline.writer_id, "ledgerstream-local");
+        assert!(matches!(local.remote, Some(RemoteConfig::Dir { .. })));
         let compose = parse(include_str!("../deploy/ledgerstream/ledgerstream.toml")).unwrap();
         assert_eq!(compose.kafka.brokers, "kafka:29092");
         assert!(matches!(compose.iceberg.catalog, CatalogKind::Rest { .. }));
+        assert!(matches!(
+            compose.remote,
+            Some(RemoteConfig::S3 { ref bucket, path_style_access: true, .. }) if bucket == "warehouse"
+        ));
         assert!(compose.iceberg.s3.is_some_and(|s| s.path_style_access));
         // The compose healthcheck and Prometheus reach the processor on 9464 from outside its container.
         assert_eq!(

@@ -50,6 +50,55 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Reprocess the input from state checkpoint N into shadow tables (namespace `<namespace>_replay_<NAME>`),
+    /// optionally with other rule settings, without touching the live pipeline's state, tables or offsets.
+    Replay {
+        /// The live pipeline's config (data directory, catalog, Kafka, remote).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The state checkpoint to start from (complete locally or on the remote).
+        #[arg(long)]
+        from: u64,
+        /// Name of the replay: tables go to `<namespace>_replay_<NAME>`, state to `<data_dir>/replays/<NAME>`.
+        #[arg(long)]
+        into: String,
+        /// Stop before these offsets: `TOPIC:PARTITION=OFFSET,...` (default: the end of the topics at start).
+        #[arg(long, conflicts_with = "until_checkpoint")]
+        until: Option<String>,
+        /// Stop at checkpoint M's offsets: the replay covers exactly what checkpoints N+1..M read.
+        #[arg(long)]
+        until_checkpoint: Option<u64>,
+        /// Stop each topic partition at its first change committed after this time (RFC 3339).
+        #[arg(long)]
+        until_time: Option<String>,
+        /// A config file whose `[enrich]`, `[pnl]`, `[fraud]`, `[dq]` and `[schema]` replace the live ones.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Inspect and prune checkpoints (local data directory and `[checkpoint.remote]`).
+    Checkpoints {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Machine-readable JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: CheckpointsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointsCommand {
+    /// Every checkpoint: time, state size, tables, rows, local and remote status, complete or not.
+    List,
+    /// One checkpoint in full: offsets per partition, snapshot id per table, state size per partition.
+    Show { id: u64 },
+    /// Keep the K newest complete checkpoints (never the latest complete one, anything newer, or anything with a
+    /// pending commit intent); remove the rest locally and on the remote.
+    Prune {
+        #[arg(long)]
+        keep: std::num::NonZeroUsize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +135,64 @@ async fn run(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     // Flush the last spans (the final checkpoint's) before exiting.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     result
+}
+
+/// `ledgerstream checkpoints ...`: glue over `checkpoint_report`.
+async fn checkpoints(
+    config: &Config,
+    json: bool,
+    command: CheckpointsCommand,
+) -> anyhow::Result<()> {
+    use ledgerstream::checkpoint_report as report;
+    let layout = ledgerstream_state::StateLayout::new(config.pipeline.data_dir.join("state"));
+    let catalog = ledgerstream_state::CheckpointCatalog::new(layout);
+    let intents = ledgerstream::checkpoint::IntentStore::new(&config.pipeline.data_dir);
+    let remote = config
+        .remote
+        .as_ref()
+        .map(ledgerstream::durable::from_config)
+        .transpose()?;
+    match command {
+        CheckpointsCommand::List => {
+            let infos =
+                report::build(&report::gather(&catalog, &intents, remote.as_deref()).await?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&infos)?);
+            } else {
+                print!("{}", report::format_list(&infos));
+            }
+        }
+        CheckpointsCommand::Show { id } => {
+            let infos =
+                report::build(&report::gather(&catalog, &intents, remote.as_deref()).await?);
+            let info = infos
+                .iter()
+                .find(|i| i.id == id)
+                .ok_or(report::ReportError::NotFound(id))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(info)?);
+            } else {
+                print!("{}", report::format_show(info));
+            }
+        }
+        CheckpointsCommand::Prune { keep } => {
+            let summary = report::prune(&catalog, &intents, remote.as_deref(), keep).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "removed {} local checkpoint(s) {:?} ({} partition state directories) and {} remote \
+                     checkpoint record(s) {:?}",
+                    summary.local_markers.len(),
+                    summary.local_markers,
+                    summary.local_state.len(),
+                    summary.remote.len(),
+                    summary.remote
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Flips to true on SIGTERM or Ctrl-C.
@@ -144,6 +251,60 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => ledgerstream::bench::bench(args).await,
+        Command::Replay {
+            config,
+            from,
+            into,
+            until,
+            until_checkpoint,
+            until_time,
+            rules,
+        } => {
+            use ledgerstream::replay;
+            let live =
+                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
+            let rules = rules
+                .map(|r| Config::load(&r).with_context(|| format!("rules {}", r.display())))
+                .transpose()?;
+            let until = match (until, until_checkpoint) {
+                (Some(u), _) => replay::Until::Offsets(replay::parse_until(&u)?),
+                (None, Some(m)) => replay::Until::Checkpoint(m),
+                (None, None) => replay::Until::End,
+            };
+            let until_time_us = until_time.map(|t| replay::parse_time(&t)).transpose()?;
+            replay::check_name(&into)?;
+            let cfg = replay::replay_config(&live, &into, rules.as_ref());
+            let until_offsets = replay::prepare(&live, &cfg, &into, from, &until).await?;
+            tracing::info!(
+                from,
+                namespace = %cfg.iceberg.namespace,
+                dir = %cfg.pipeline.data_dir.display(),
+                "replay prepared"
+            );
+            ledgerstream::pipeline::run_bounded(
+                &cfg,
+                ledgerstream::pipeline::Bounds {
+                    until_offsets,
+                    until_time_us,
+                },
+                shutdown_signal(),
+            )
+            .await?;
+            println!(
+                "replay {into} complete: tables in namespace {}",
+                cfg.iceberg.namespace
+            );
+            Ok(())
+        }
+        Command::Checkpoints {
+            config,
+            json,
+            command,
+        } => {
+            let config =
+                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
+            checkpoints(&config, json, command).await
+        }
         Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
             Ok(c) => {
                 println!("{} is valid.\n\n{c:#?}", file.display());

@@ -115,9 +115,24 @@ struct Metrics {
     restarts: IntCounter,
     schema_changes: IntCounterVec,
     freshness: HistogramVec,
+    remote_files_uploaded: IntCounter,
+    remote_bytes_uploaded: IntCounter,
+    remote_upload_duration: Histogram,
 }
 
 static M: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    remote_files_uploaded: counter(
+        "ledgerstream_remote_files_uploaded_total",
+        "State files uploaded to the durable checkpoint remote (unchanged files are not uploaded again)",
+    ),
+    remote_bytes_uploaded: counter(
+        "ledgerstream_remote_bytes_uploaded_total",
+        "Bytes of state files uploaded to the durable checkpoint remote",
+    ),
+    remote_upload_duration: histogram(
+        "ledgerstream_remote_upload_seconds",
+        "Time to upload one state checkpoint and its intent to the remote, before the table commits",
+    ),
     source_records: counter_vec(
         "ledgerstream_source_records_total",
         "Kafka records handed to partition actors",
@@ -317,6 +332,13 @@ pub fn checkpoint_completed(id: u64, took: Duration) {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     M.checkpoint_last_success.set(now);
+}
+
+/// One state checkpoint and its intent reached the remote.
+pub fn remote_uploaded(files: usize, bytes: u64, took: Duration) {
+    M.remote_files_uploaded.inc_by(files as u64);
+    M.remote_bytes_uploaded.inc_by(bytes);
+    M.remote_upload_duration.observe(took.as_secs_f64());
 }
 
 pub fn committed_offset(topic: &str, partition: i32, next: i64) {

@@ -13,6 +13,7 @@ use crate::cdc::SourceTable;
 use crate::changelog::{self, ChangelogSchema};
 use crate::checkpoint::{CheckpointManifest, IntentStore, Offsets};
 use crate::config::{CatalogKind, Config};
+use crate::durable::RemoteCheckpoints;
 use crate::health::{Health, Phase};
 use crate::metrics;
 use crate::processor::{Input, Processor};
@@ -228,8 +229,12 @@ pub async fn recover(
     intents: &IntentStore,
     partitions: &[PartitionId],
     alerts: Option<&crate::alerts_out::AlertPublisher>,
+    remote: Option<&RemoteCheckpoints>,
 ) -> anyhow::Result<Recovered> {
     let parts: Vec<u32> = partitions.iter().map(|p| p.0 as u32).collect();
+    if let Some(remote) = remote {
+        restore_from_remote(config, catalog, checkpoints, intents, &parts, remote).await?;
+    }
     let latest_before = checkpoints.latest_complete(&parts)?.map(|c| c.id);
     for id in intents.list()? {
         if latest_before.is_some_and(|l| id.0 <= l) {
@@ -239,6 +244,20 @@ pub async fn recover(
         let bytes = intents.read(id)?;
         let pending = PendingCommit::from_bytes(&bytes)
             .map_err(|e| FatalError::BrokenIntent(id.0, e.to_string()))?;
+        // The remote must hold state `id` and its intent before any table commits `id` (a no-op when the crash
+        // came after the upload).
+        if let Some(remote) = remote {
+            committer::upload_before_commit(
+                remote,
+                checkpoints,
+                partitions,
+                &config.pipeline.writer_id,
+                id,
+                &bytes,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("uploading checkpoint {id}: {e}"))?;
+        }
         // Replaying a half-committed checkpoint: its `iceberg_commit` spans are children of this one.
         let span = tracing::info_span!("replay_intent", checkpoint_id = id.0);
         let snapshots = {
@@ -288,6 +307,11 @@ pub async fn recover(
                 )
             })
             .map_err(|e| anyhow::anyhow!("finishing intent {id}: {e}"))?;
+        if let Some(remote) = remote {
+            committer::finish_remote(remote, &manifest, config.pipeline.checkpoints_to_keep)
+                .await
+                .map_err(|e| anyhow::anyhow!("finishing intent {id} remotely: {e}"))?;
+        }
         tracing::info!(
             checkpoint = id.0,
             "finished a checkpoint left half-committed by a crash"
@@ -299,7 +323,48 @@ pub async fn recover(
         Some(c) => Some(CheckpointManifest::from_bytes(&c.marker)?),
         None => None,
     };
+    // A crash between the local and the remote marker leaves the remote one behind: complete it now.
+    if let (Some(remote), Some(m)) = (remote, &manifest)
+        && remote.marker(m.id.0).await?.is_none()
+    {
+        remote
+            .upload_state(
+                checkpoints.layout(),
+                m.id.0,
+                &parts,
+                &config.pipeline.writer_id,
+            )
+            .await?;
+        committer::finish_remote(remote, m, config.pipeline.checkpoints_to_keep)
+            .await
+            .map_err(|e| anyhow::anyhow!("uploading checkpoint {} remotely: {e}", m.id))?;
+        tracing::info!(
+            checkpoint = m.id.0,
+            "completed the remote copy of the recovery point"
+        );
+    }
     let local = manifest.as_ref().map(|m| m.id.0);
+    if let Some((table, in_table)) = newest_in_tables(config, catalog).await?
+        && local.is_none_or(|l| in_table > l)
+    {
+        return Err(FatalError::LocalStateBehind {
+            table,
+            writer: config.pipeline.writer_id.clone(),
+            in_table,
+            local,
+        }
+        .into());
+    }
+    let next = CheckpointId(local.unwrap_or(0) + 1);
+    Ok(Recovered { manifest, next })
+}
+
+/// The newest checkpoint of this writer held by any output table, and that table.
+async fn newest_in_tables(
+    config: &Config,
+    catalog: &SinkCatalog,
+) -> anyhow::Result<Option<(String, u64)>> {
+    let mut newest: Option<(String, u64)> = None;
     for table in TABLES
         .iter()
         .map(|t| changelog::changes_table(*t))
@@ -309,19 +374,78 @@ pub async fn recover(
             continue;
         };
         if let Some((meta, _)) = sink::last_committed(&t, &config.pipeline.writer_id)?
-            && local.is_none_or(|l| meta.checkpoint_id.0 > l)
+            && newest
+                .as_ref()
+                .is_none_or(|(_, n)| meta.checkpoint_id.0 > *n)
         {
-            return Err(FatalError::LocalStateBehind {
-                table,
-                writer: config.pipeline.writer_id.clone(),
-                in_table: meta.checkpoint_id.0,
-                local,
-            }
-            .into());
+            newest = Some((table, meta.checkpoint_id.0));
         }
     }
-    let next = CheckpointId(local.unwrap_or(0) + 1);
-    Ok(Recovered { manifest, next })
+    Ok(newest)
+}
+
+/// When the tables hold a checkpoint newer than the local state (a new node, or a lost data directory), brings
+/// the remote's copy here: the newest remote checkpoint complete at or before the tables' one (state + marker), and
+/// the intent (+ state) of any newer checkpoint the tables may hold partly, which the intent loop then finishes.
+/// With the tables holding nothing of this writer there is nothing to restore: the remote may belong to another
+/// lakehouse, so it is never trusted on its own.
+async fn restore_from_remote(
+    config: &Config,
+    catalog: &SinkCatalog,
+    checkpoints: &CheckpointCatalog,
+    intents: &IntentStore,
+    parts: &[u32],
+    remote: &RemoteCheckpoints,
+) -> anyhow::Result<()> {
+    let Some((_, in_tables)) = newest_in_tables(config, catalog).await? else {
+        return Ok(());
+    };
+    let local = checkpoints.latest_complete(parts)?.map(|c| c.id);
+    if local.is_some_and(|l| l >= in_tables) {
+        return Ok(());
+    }
+    let listing = remote.listing().await?;
+    let base = listing
+        .range(..=in_tables)
+        .rev()
+        .find(|(_, e)| e.complete && e.state)
+        .map(|(id, _)| *id);
+    if let Some(c) = base {
+        let marker = remote.marker(c).await?.context("remote marker vanished")?;
+        let m = CheckpointManifest::from_bytes(&marker)?;
+        anyhow::ensure!(
+            m.writer_id == config.pipeline.writer_id,
+            "remote checkpoint {c} belongs to writer `{}`, not `{}`: check [checkpoint.remote]",
+            m.writer_id,
+            config.pipeline.writer_id
+        );
+        let bytes = remote.download_state(checkpoints.layout(), c).await?;
+        checkpoints.write_marker(c, &marker)?;
+        tracing::info!(
+            checkpoint = c,
+            bytes,
+            "restored a durable checkpoint from the remote"
+        );
+    }
+    let first_pending = base.map_or(0, |b| b + 1);
+    if first_pending > in_tables {
+        return Ok(());
+    }
+    for (id, e) in listing.range(first_pending..=in_tables) {
+        if !(e.intent && e.state) {
+            continue;
+        }
+        let Some(intent) = remote.intent(*id).await? else {
+            continue;
+        };
+        remote.download_state(checkpoints.layout(), *id).await?;
+        intents.write(CheckpointId(*id), &intent)?;
+        tracing::info!(
+            checkpoint = id,
+            "fetched a pending commit intent from the remote"
+        );
+    }
+    Ok(())
 }
 
 /// Opens partition `p`'s store at the recovery point: restored from checkpoint `at`, or empty for a fresh start.
@@ -353,10 +477,40 @@ fn open_store(
     Ok(Box::new(store))
 }
 
+/// A bounded run (a replay): read up to these bounds, then finish with an idle checkpoint and stop.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    /// First offset not to read per (topic, partition); `None`: the end of every topic as seen at start.
+    pub until_offsets: Option<crate::source::kafka::StartOffsets>,
+    /// Stop each topic partition at its first change committed after this time (µs).
+    pub until_time_us: Option<i64>,
+}
+
 async fn run_generation(
     config: &Config,
     shutdown: &mut watch::Receiver<bool>,
     health: &Arc<Health>,
+) -> anyhow::Result<()> {
+    run_generation_bounded(config, shutdown, health, None).await
+}
+
+/// Runs a bounded pipeline (`ledgerstream replay`): one generation, no restart, no consumer-group offsets; returns
+/// once everything up to the bounds is committed (or on shutdown / failure).
+pub async fn run_bounded(
+    config: &Config,
+    bounds: Bounds,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let health = Arc::new(Health::new(config.observability.ready_max_checkpoint_age));
+    let mut shutdown = shutdown;
+    run_generation_bounded(config, &mut shutdown, &health, Some(bounds)).await
+}
+
+async fn run_generation_bounded(
+    config: &Config,
+    shutdown: &mut watch::Receiver<bool>,
+    health: &Arc<Health>,
+    bounds: Option<Bounds>,
 ) -> anyhow::Result<()> {
     let pc = &config.pipeline;
     let stages = &config.stages;
@@ -432,6 +586,11 @@ async fn run_generation(
         )?)),
         None => None,
     };
+    let remote = config
+        .remote
+        .as_ref()
+        .map(crate::durable::from_config)
+        .transpose()?;
     health.set_phase(Phase::Recovering);
     let recovered = {
         use tracing::Instrument;
@@ -447,6 +606,7 @@ async fn run_generation(
             &intents,
             &partitions,
             alerts.as_deref(),
+            remote.as_deref(),
         )
         .instrument(span.clone())
         .await
@@ -472,7 +632,12 @@ async fn run_generation(
     let (fail_tx, mut fail_rx) = mpsc::channel(1);
     let (supervisor, _sup_handle) =
         Actor::spawn(None, SupervisorActor, SupervisorArgs { failures: fail_tx }).await?;
-    let offset_hint: OffsetHint = source.offset_hinter();
+    // A bounded run (replay) must not move the live pipeline's group offsets, not even as a hint.
+    let offset_hint: OffsetHint = if bounds.is_some() {
+        Arc::new(|_: &Offsets| {})
+    } else {
+        source.offset_hinter()
+    };
     let (committer, _) = Actor::spawn_linked(
         Some(format!("committer-{}", uuid_suffix())),
         CommitterActor,
@@ -488,6 +653,7 @@ async fn run_generation(
             dq: config.stages.dq.clone(),
             dq_policy: config.stages.dq_post_write_policy,
             alerts: alerts.clone(),
+            remote: remote.clone(),
         },
         supervisor.get_cell(),
     )
@@ -558,10 +724,36 @@ async fn run_generation(
         partition_refs.values().cloned().collect(),
     ))?;
 
-    let start_offsets = offsets
+    let start_offsets: crate::source::kafka::StartOffsets = offsets
         .iter()
         .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
         .collect();
+    let stop = match &bounds {
+        Some(b) => {
+            let until = match &b.until_offsets {
+                Some(u) => u.clone(),
+                None => {
+                    let probe = &source;
+                    tokio::task::block_in_place(|| probe.end_offsets())?
+                }
+            };
+            let progress = crate::replay::Progress::new(&start_offsets, &until);
+            tracing::info!(
+                records_to_go = progress.total(),
+                until = ?until,
+                "bounded run: reading up to these offsets"
+            );
+            let stop = Arc::new(crate::source::kafka::StopAt::new(
+                until,
+                b.until_time_us,
+                partitions.len(),
+            ));
+            let read = source.position_reader();
+            tokio::spawn(crate::replay::report_progress(progress, read, stop.clone()));
+            Some(stop)
+        }
+        None => None,
+    };
     let deliver_refs = partition_refs.clone();
     source.start(
         &start_offsets,
@@ -572,6 +764,7 @@ async fn run_generation(
                 .is_some_and(|a| a.cast(PartitionMsg::Records(batch)).is_ok())
         }),
         tokio::runtime::Handle::current(),
+        stop.clone(),
     )?;
     health.set_phase(Phase::Consuming);
     tracing::info!("consuming");
@@ -583,6 +776,12 @@ async fn run_generation(
             None => Err(anyhow::anyhow!("supervisor gone")),
         },
         _ = shutdown.changed() => Ok(()),
+        _ = async {
+            match &stop {
+                Some(s) => s.finished().await,
+                None => std::future::pending().await,
+            }
+        } => Ok(()),
     };
     // Stop polling first: whatever was delivered before this point is in the actors' mailboxes, ahead of the
     // final barrier.
@@ -596,7 +795,13 @@ async fn run_generation(
             health.set_phase(Phase::Draining);
             tracing::info!("draining: final checkpoint");
             let drained = tokio::time::timeout(pc.shutdown_timeout, async {
-                ractor::call!(coordinator, CoordinatorMsg::Drain)
+                let id = ractor::call!(coordinator, CoordinatorMsg::Drain)?;
+                if stop.is_some() {
+                    // A bounded run ends like a live pipeline whose input went quiet: one more checkpoint with
+                    // nothing new is idle and releases every change still waiting for its watermark.
+                    return ractor::call!(coordinator, CoordinatorMsg::Drain);
+                }
+                Ok(id)
             })
             .await;
             match drained {

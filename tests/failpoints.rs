@@ -80,10 +80,27 @@ fn total_rows(p: &PipelineDir) -> usize {
 
 /// Runs the scenario: crash at `failpoint` (after `skip` earlier hits), restart, drain, compare.
 fn crash_and_recover(name: &str, failpoint: &str, skip: u32) {
+    crash_and_recover_on(name, failpoint, skip, Node::Same);
+}
+
+/// Where the restart happens.
+#[derive(Clone, Copy, PartialEq)]
+enum Node {
+    /// The same machine: the data directory survives the crash.
+    Same,
+    /// A new, empty node: the data directory is wiped after the crash; the lakehouse (catalog + warehouse) and the
+    /// durable checkpoint remote are kept.
+    New,
+}
+
+fn crash_and_recover_on(name: &str, failpoint: &str, skip: u32, node: Node) {
     let broker = Broker::start();
     let prefix = format!("fp{}", name.replace('_', ""));
     broker.create_topics(&prefix, 4);
-    let p = PipelineDir::new(name, &broker.brokers(), &prefix, "300ms");
+    let p = match node {
+        Node::Same => PipelineDir::new(name, &broker.brokers(), &prefix, "300ms"),
+        Node::New => PipelineDir::with_remote(name, &broker.brokers(), &prefix, "300ms"),
+    };
     let mut producer = produce(&broker.brokers(), &prefix, 4_000);
 
     let actions = if skip == 0 {
@@ -106,6 +123,14 @@ fn crash_and_recover(name: &str, failpoint: &str, skip: u32) {
         p.log()
     );
 
+    if node == Node::New {
+        // Otherwise there would be nothing to restore and the scenario would test a fresh start.
+        assert!(
+            total_rows(&p) > 0,
+            "the tables must hold rows before the node is lost"
+        );
+        std::fs::remove_dir_all(p.data_dir()).expect("wipe the data directory");
+    }
     let mut run = p.spawn(&[]);
     assert!(producer.wait().expect("producer").success());
     let (expected, bad) = expected();
@@ -171,6 +196,29 @@ fn crash_and_recover(name: &str, failpoint: &str, skip: u32) {
         quarantined, bad,
         "every malformed record quarantined exactly once"
     );
+    if node == Node::New {
+        // The new node came back from the remote (not from scratch, which would have duplicated rows anyway).
+        let log = p.log();
+        assert!(
+            log.contains("restored a durable checkpoint from the remote"),
+            "log:\n{log}"
+        );
+        // And the remote is complete again: its newest checkpoint has state and marker, like the local one.
+        let out = support::run_ok(
+            ledgerstream()
+                .args(["checkpoints", "--config"])
+                .arg(&p.config)
+                .args(["list", "--json"]),
+            "checkpoints list",
+        );
+        let list: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let last = list
+            .as_array()
+            .and_then(|a| a.last())
+            .expect("some checkpoint");
+        assert_eq!(last["complete"], true, "{out}");
+        assert_eq!(last["remote"]["marker"], true, "{out}");
+    }
     let _ = std::fs::remove_dir_all(&p.dir);
     drop(broker);
 }
@@ -208,4 +256,49 @@ fn crash_during_partition_state_checkpoint() {
 #[test]
 fn crash_at_the_very_first_checkpoint() {
     crash_and_recover("first_checkpoint", "committer::after_first_table", 0);
+}
+
+// ---- durable checkpoints: the crash is followed by a restart on a new node (empty data directory) ----------------
+
+#[test]
+fn new_node_after_remote_state_before_remote_intent() {
+    // Remote holds state n but no intent: no table holds n; restore n-1 and replay.
+    crash_and_recover_on(
+        "remote_state",
+        "committer::after_remote_state",
+        4,
+        Node::New,
+    );
+}
+
+#[test]
+fn new_node_after_remote_intent_before_any_commit() {
+    crash_and_recover_on(
+        "remote_intent",
+        "committer::after_remote_intent",
+        4,
+        Node::New,
+    );
+}
+
+#[test]
+fn new_node_after_first_of_several_tables() {
+    // Some tables hold n: the new node must fetch n's intent (and state) and finish it.
+    crash_and_recover_on(
+        "remote_first_table",
+        "committer::after_first_table",
+        1,
+        Node::New,
+    );
+}
+
+#[test]
+fn new_node_after_local_marker_before_remote_marker() {
+    // Every table holds n and the local marker was written, but the remote marker was not.
+    crash_and_recover_on(
+        "remote_marker",
+        "committer::after_state_marker",
+        4,
+        Node::New,
+    );
 }

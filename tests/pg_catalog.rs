@@ -61,7 +61,7 @@ fn postgres_catalog_is_exactly_once_across_a_kill() {
         s3: None,
     };
     let rows = |table: &str| -> usize {
-        read_table_from(&catalog, table)
+        read_table_from(&catalog, "fintech", table)
             .iter()
             .map(|b| b.num_rows())
             .sum()
@@ -112,7 +112,7 @@ fn postgres_catalog_is_exactly_once_across_a_kill() {
     assert!(status.success(), "drain failed: {status}");
 
     for (table, expected) in &want {
-        let ids = id_lsn(&read_table_from(&catalog, table));
+        let ids = id_lsn(&read_table_from(&catalog, "fintech", table));
         let got: BTreeSet<(i64, i64)> = ids.iter().copied().collect();
         assert_eq!(ids.len(), got.len(), "{table}: duplicates after kill -9");
         assert_eq!(&got, expected, "{table}: not exactly the input");

@@ -59,6 +59,8 @@ pub struct CommitterArgs {
     pub dq_policy: crate::dq::PostWritePolicy,
     /// Publishes committed fraud alerts to Kafka, when configured.
     pub alerts: Option<Arc<crate::alerts_out::AlertPublisher>>,
+    /// Durable copy of state checkpoints, intents and markers (`[checkpoint.remote]`), when configured.
+    pub remote: Option<Arc<crate::durable::RemoteCheckpoints>>,
 }
 
 /// The checkpoint the committer is gathering seals for.
@@ -404,8 +406,23 @@ async fn commit_checkpoint(
     crate::failpoint!("committer::after_data_files");
 
     // 2. The intent: from here on checkpoint n can be finished without Kafka.
-    args.intents.write(n, &pending.to_bytes()?)?;
+    let intent = pending.to_bytes()?;
+    args.intents.write(n, &intent)?;
     crate::failpoint!("committer::after_intent");
+
+    // 2b. Remote: state n, then the intent, before any table holds n — the remote is never behind the tables.
+    if let Some(remote) = &args.remote {
+        upload_before_commit(
+            remote,
+            &args.checkpoints,
+            &args.partitions,
+            &args.writer_id,
+            n,
+            &intent,
+        )
+        .instrument(tracing::info_span!("remote_upload", checkpoint_id = n.0))
+        .await?;
+    }
 
     // 3. One snapshot per table.
     let snapshots = commit_tables(&args.catalog, &pending, &rows, &written_files).await?;
@@ -443,6 +460,9 @@ async fn commit_checkpoint(
             args.keep,
         )
     })?;
+    if let Some(remote) = &args.remote {
+        finish_remote(remote, &manifest, args.keep).await?;
+    }
     let now_us = chrono::Utc::now().timestamp_micros();
     for (table, times) in event_times {
         metrics::freshness(&table, now_us, times.into_iter());
@@ -605,6 +625,50 @@ pub async fn commit_tables(
         }
     }
     Ok(snapshots)
+}
+
+/// Uploads state checkpoint `n` and its intent to the remote. Shared with recovery.
+pub async fn upload_before_commit(
+    remote: &crate::durable::RemoteCheckpoints,
+    checkpoints: &CheckpointCatalog,
+    partitions: &[PartitionId],
+    writer_id: &str,
+    n: CheckpointId,
+    intent: &[u8],
+) -> Result<(), ActorProcessingErr> {
+    let parts: Vec<u32> = partitions.iter().map(|p| p.0 as u32).collect();
+    let started = Instant::now();
+    let report = remote
+        .upload_state(checkpoints.layout(), n.0, &parts, writer_id)
+        .await?;
+    crate::failpoint!("committer::after_remote_state");
+    remote.put_intent(n.0, intent).await?;
+    metrics::remote_uploaded(report.uploaded, report.uploaded_bytes, started.elapsed());
+    tracing::debug!(
+        checkpoint = n.0,
+        files = report.files,
+        uploaded = report.uploaded,
+        bytes = report.uploaded_bytes,
+        "state checkpoint uploaded"
+    );
+    crate::failpoint!("committer::after_remote_intent");
+    Ok(())
+}
+
+/// After the local marker: the remote marker (checkpoint `n` is now restorable on any node), then remote retention.
+pub async fn finish_remote(
+    remote: &crate::durable::RemoteCheckpoints,
+    manifest: &CheckpointManifest,
+    keep: NonZeroUsize,
+) -> Result<(), ActorProcessingErr> {
+    remote
+        .put_marker(manifest.id.0, &manifest.to_bytes())
+        .await?;
+    let pruned = remote.prune(keep, true).await?;
+    if !pruned.checkpoints.is_empty() || pruned.blobs > 0 {
+        tracing::debug!(checkpoints = ?pruned.checkpoints, blobs = pruned.blobs, "remote checkpoints pruned");
+    }
+    Ok(())
 }
 
 /// Steps 4-5 of the protocol: completion marker, intent removal, pruning. Shared with recovery.

@@ -79,10 +79,65 @@ impl ReadPositions {
     }
 }
 
+/// Where a bounded read (a replay) stops: per (topic, partition) the first offset *not* to deliver, and/or an
+/// event time after which a topic partition is done. Each poll thread finishes its partition when every topic has
+/// reached its bound, hands off what it has, and stops; when all partitions are done, [`StopAt::finished`] fires.
+#[derive(Debug)]
+pub struct StopAt {
+    /// First offset not to deliver, per (topic, partition); a missing entry means "no offset bound".
+    pub offsets: StartOffsets,
+    /// Records whose source commit time (µs) is after this are not delivered, and end their topic partition.
+    pub after_time_us: Option<i64>,
+    remaining: std::sync::atomic::AtomicUsize,
+    /// Flips to true when the last partition is done; any number of waiters see it.
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl StopAt {
+    pub fn new(offsets: StartOffsets, after_time_us: Option<i64>, partitions: usize) -> Self {
+        StopAt {
+            offsets,
+            after_time_us,
+            remaining: std::sync::atomic::AtomicUsize::new(partitions),
+            done: tokio::sync::watch::channel(partitions == 0).0,
+        }
+    }
+
+    fn partition_done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.send_replace(true);
+        }
+    }
+
+    /// Resolves once every partition has delivered everything up to its bounds.
+    pub async fn finished(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+}
+
+/// Source commit time of a Debezium JSON envelope (`source.ts_us`, else `source.ts_ms`), if it has one.
+pub fn envelope_time_us(payload: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Source {
+        ts_us: Option<i64>,
+        ts_ms: Option<i64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        source: Option<Source>,
+    }
+    let e: Envelope = serde_json::from_slice(payload).ok()?;
+    let s = e.source?;
+    s.ts_us.or(s.ts_ms.map(|ms| ms.saturating_mul(1000)))
+}
+
 /// Receives a batch from a poll thread. Returns `false` when the receiver is gone, which stops that thread.
 pub type Deliver = Arc<dyn Fn(SourceBatch) -> bool + Send + Sync>;
 
 pub struct KafkaSource {
+    /// Next offset handed to the partition actors, per (partition, input): read by the lag probe and progress.
+    positions: Arc<ReadPositions>,
     consumer: Arc<BaseConsumer<DefaultConsumerContext>>,
     settings: KafkaSourceSettings,
     partitions: Vec<PartitionId>,
@@ -134,8 +189,16 @@ impl KafkaSource {
                 .join(", ");
             return Err(SourceError::NotCoPartitioned(desc));
         }
-        let partitions = (0..first as i32).map(PartitionId).collect();
+        let partitions: Vec<PartitionId> = (0..first as i32).map(PartitionId).collect();
+        let inputs = settings.topics.len();
+        let positions = Arc::new(ReadPositions {
+            inputs,
+            next: (0..partitions.len() * inputs)
+                .map(|_| AtomicI64::new(-1))
+                .collect(),
+        });
         Ok(KafkaSource {
+            positions,
             consumer,
             settings,
             partitions,
@@ -153,14 +216,84 @@ impl KafkaSource {
         &self.settings.topics
     }
 
+    /// The end of every (topic, partition) now: the next offset after the last record. The broker's high watermark
+    /// is not trusted on its own (tansu's memory engine reports the last batch's base offset + 1): a separate
+    /// consumer reads from just before it until nothing more comes, and the end is the larger of the two.
+    pub fn end_offsets(&self) -> Result<StartOffsets, SourceError> {
+        let mut cc = ClientConfig::new();
+        for (k, v) in &self.settings.client {
+            cc.set(k, v);
+        }
+        cc.set("bootstrap.servers", &self.settings.brokers)
+            .set("group.id", format!("{}-end-probe", self.settings.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        if let Some(pw) = &self.settings.sasl_password {
+            cc.set("sasl.password", pw);
+        }
+        let probe: BaseConsumer = cc.create()?;
+        let mut ends = StartOffsets::new();
+        let mut tpl = TopicPartitionList::new();
+        for topic in &self.settings.topics {
+            for p in &self.partitions {
+                let (low, high) = probe.fetch_watermarks(topic, p.0, Duration::from_secs(10))?;
+                ends.insert((topic.clone(), p.0), high.max(low));
+                if high > low {
+                    tpl.add_partition_offset(topic, p.0, KOffset::Offset((high - 1).max(low)))?;
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(ends);
+        }
+        probe.assign(&tpl)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut quiet_since = Instant::now();
+        while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(1) {
+            match probe.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    quiet_since = Instant::now();
+                    let e = ends
+                        .entry((m.topic().to_string(), m.partition()))
+                        .or_insert(0);
+                    *e = (*e).max(m.offset() + 1);
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "end probe"),
+                None => {}
+            }
+        }
+        Ok(ends)
+    }
+
+    /// A function returning the next offset handed to the partition actors per (topic, partition) (`-1` until
+    /// known), for progress reports.
+    pub fn position_reader(&self) -> impl Fn() -> StartOffsets + Send + Sync + 'static {
+        let positions = self.positions.clone();
+        let topics = self.settings.topics.clone();
+        let partitions = self.partitions.clone();
+        move || {
+            let mut out = StartOffsets::new();
+            for p in &partitions {
+                for (input, topic) in topics.iter().enumerate() {
+                    if let Some(slot) = positions.slot(*p, input) {
+                        out.insert((topic.clone(), p.0), slot.load(Ordering::Relaxed));
+                    }
+                }
+            }
+            out
+        }
+    }
+
     /// Assigns every (topic, partition) at its start offset and starts one poll thread per partition number.
-    /// `permits[p]` bounds the records of partition `p` in flight.
+    /// `permits[p]` bounds the records of partition `p` in flight. With `stop`, reading ends at its bounds.
     pub fn start(
         &mut self,
         start: &StartOffsets,
         permits: &BTreeMap<PartitionId, Arc<Semaphore>>,
         deliver: Deliver,
         runtime: tokio::runtime::Handle,
+        stop: Option<Arc<StopAt>>,
     ) -> Result<(), SourceError> {
         let mut tpl = TopicPartitionList::new();
         for topic in &self.settings.topics {
@@ -173,13 +306,7 @@ impl KafkaSource {
             }
         }
         self.consumer.assign(&tpl)?;
-        let inputs = self.settings.topics.len();
-        let positions = Arc::new(ReadPositions {
-            inputs,
-            next: (0..self.partitions.len() * inputs)
-                .map(|_| AtomicI64::new(-1))
-                .collect(),
-        });
+        let positions = self.positions.clone();
         for p in &self.partitions {
             for (input, topic) in self.settings.topics.iter().enumerate() {
                 if let (Some(o), Some(slot)) =
@@ -210,7 +337,16 @@ impl KafkaSource {
             let Some(sem) = permits.get(&p).cloned() else {
                 continue;
             };
+            let bounds = stop.as_ref().map(|stop| {
+                self.settings
+                    .topics
+                    .iter()
+                    .map(|t| stop.offsets.get(&(t.clone(), p.0)).copied())
+                    .collect::<Vec<_>>()
+            });
             let ctx = PollThread {
+                stop: stop.clone(),
+                bounds,
                 partition: p,
                 queues,
                 wake,
@@ -298,6 +434,9 @@ impl Drop for KafkaSource {
 }
 
 struct PollThread {
+    /// Bounded read (replay): where to stop, and this partition's first offset not to deliver per input.
+    stop: Option<Arc<StopAt>>,
+    bounds: Option<Vec<Option<i64>>>,
     partition: PartitionId,
     queues: Vec<(
         usize,
@@ -315,20 +454,70 @@ struct PollThread {
 }
 
 impl PollThread {
+    /// Whether `input` has reached its bound at `offset` (the next offset it would deliver).
+    fn reached(&self, input: usize, offset: i64) -> bool {
+        self.bounds
+            .as_ref()
+            .and_then(|b| b.get(input).copied().flatten())
+            .is_some_and(|stop| offset >= stop)
+    }
+
     fn run(self) {
         let mut batch: Vec<RawRecord> = Vec::with_capacity(self.batch_size);
+        // Per input: done with its bounded read. Without bounds nothing is ever done.
+        let mut done: Vec<bool> = self
+            .queues
+            .iter()
+            .map(|(input, _)| {
+                let next = self
+                    .positions
+                    .slot(self.partition, *input)
+                    .map(|s| s.load(Ordering::Relaxed))
+                    .unwrap_or(-1);
+                // Unknown (`-1`): reading starts at the beginning.
+                self.reached(*input, next.max(0))
+            })
+            .collect();
+        let bounded = self.stop.is_some();
         while !self.shutdown.load(Ordering::Relaxed) {
+            if bounded && done.iter().all(|d| *d) {
+                if !batch.is_empty() && !self.hand_off(std::mem::take(&mut batch)) {
+                    return;
+                }
+                if let Some(stop) = &self.stop {
+                    stop.partition_done();
+                }
+                return;
+            }
             // Drain the queues round-robin until the batch is full or all are empty.
             let mut got_any = true;
             while got_any && batch.len() < self.batch_size {
                 got_any = false;
-                for (input, q) in &self.queues {
+                for (i, (input, q)) in self.queues.iter().enumerate() {
                     if batch.len() >= self.batch_size {
                         break;
+                    }
+                    if done[i] {
+                        continue;
                     }
                     match q.poll(Duration::ZERO) {
                         Some(Ok(m)) => {
                             got_any = true;
+                            if self.reached(*input, m.offset()) {
+                                done[i] = true;
+                                continue;
+                            }
+                            if let (Some(stop), Some(t)) = (
+                                self.stop.as_ref().and_then(|s| s.after_time_us),
+                                m.payload().and_then(envelope_time_us),
+                            ) && t > stop
+                            {
+                                done[i] = true;
+                                continue;
+                            }
+                            if self.reached(*input, m.offset() + 1) {
+                                done[i] = true;
+                            }
                             batch.push(RawRecord {
                                 input: *input,
                                 offset: Offset(m.offset()),

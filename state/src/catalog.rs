@@ -179,6 +179,17 @@ impl CheckpointCatalog {
         partitions: &[u32],
         keep_last: NonZeroUsize,
     ) -> Result<PruneReport, StateError> {
+        self.prune_protecting(partitions, keep_last, &BTreeSet::new())
+    }
+
+    /// [`CheckpointCatalog::prune`] that also keeps every id in `protect` (e.g. checkpoints with a pending commit
+    /// intent, which recovery may still need).
+    pub fn prune_protecting(
+        &self,
+        partitions: &[u32],
+        keep_last: NonZeroUsize,
+        protect: &BTreeSet<u64>,
+    ) -> Result<PruneReport, StateError> {
         let complete = self.complete_ids(partitions)?;
         let Some(&latest) = complete.last() else {
             return Ok(PruneReport::default());
@@ -189,7 +200,7 @@ impl CheckpointCatalog {
             .take(keep_last.get())
             .copied()
             .collect();
-        let doomed = |id: u64| id < latest && !kept.contains(&id);
+        let doomed = |id: u64| id < latest && !kept.contains(&id) && !protect.contains(&id);
 
         let mut report = PruneReport::default();
         // Markers first: once a marker is gone the id can no longer be chosen for recovery, so removing its

@@ -640,6 +640,22 @@ fn catalog_prune_keeps_last_k_complete_and_everything_newer() -> TestResult {
 }
 
 #[test]
+fn catalog_prune_protecting_keeps_protected_ids() -> TestResult {
+    let dir = tempdir();
+    let catalog = CheckpointCatalog::new(StateLayout::new(dir.path()));
+    let mut p0 = open_rocks(dir.path(), 0)?;
+    for id in 1..=4 {
+        p0.checkpoint(id)?;
+        catalog.write_marker(id, b"m")?;
+    }
+    let report = catalog.prune_protecting(&[0], nz(1), &[2].into())?;
+    assert_eq!(report.markers, vec![1, 3]);
+    assert_eq!(p0.list_checkpoints()?, vec![2, 4]);
+    assert_eq!(catalog.marker_ids()?, vec![2, 4]);
+    Ok(())
+}
+
+#[test]
 fn catalog_prune_without_complete_checkpoint_removes_nothing() -> TestResult {
     let dir = tempdir();
     let catalog = CheckpointCatalog::new(StateLayout::new(dir.path()));

@@ -262,6 +262,9 @@ impl Drop for Broker {
 pub struct PipelineDir {
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// Where the catalog and the warehouse live: `<dir>/data` by default, `<dir>/lake` when kept apart from the
+    /// data directory (so that wiping the data directory keeps "the lakehouse").
+    pub lake: PathBuf,
 }
 
 impl PipelineDir {
@@ -280,15 +283,43 @@ impl PipelineDir {
             ),
         )
         .expect("config");
-        PipelineDir { dir, config }
+        let lake = dir.join("data");
+        PipelineDir { dir, config, lake }
+    }
+
+    /// Like [`PipelineDir::new`], with the catalog and warehouse under `<dir>/lake` (outside the data directory)
+    /// and durable checkpoints in the directory `<dir>/remote`.
+    pub fn with_remote(name: &str, brokers: &str, prefix: &str, interval: &str) -> PipelineDir {
+        let mut p = PipelineDir::new(name, brokers, prefix, interval);
+        p.lake = p.dir.join("lake");
+        let mut text = std::fs::read_to_string(&p.config).expect("config");
+        text.push_str(&format!(
+            "[iceberg.catalog]\ntype = \"sql\"\nuri = \"sqlite://{}\"\nwarehouse = \"{}\"\n\
+             [checkpoint.remote]\nkind = \"dir\"\npath = \"{}\"\n",
+            p.catalog_db().display(),
+            p.warehouse().display(),
+            p.remote().display()
+        ));
+        std::fs::write(&p.config, text).expect("config");
+        p
     }
 
     pub fn catalog_db(&self) -> PathBuf {
-        self.dir.join("data/catalog.db")
+        self.lake.join("catalog.db")
     }
 
     pub fn warehouse(&self) -> PathBuf {
-        self.dir.join("data/warehouse")
+        self.lake.join("warehouse")
+    }
+
+    /// The durable checkpoint directory of [`PipelineDir::with_remote`].
+    pub fn remote(&self) -> PathBuf {
+        self.dir.join("remote")
+    }
+
+    /// The local data directory (state, intents; the catalog too unless [`PipelineDir::with_remote`]).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     /// Starts `ledgerstream run` with extra environment (e.g. FAILPOINTS). The process is killed when the
@@ -359,17 +390,73 @@ pub fn read_table(
     warehouse: &Path,
     table: &str,
 ) -> Vec<arrow_array::RecordBatch> {
+    read_table_in(catalog_db, warehouse, "fintech", table)
+}
+
+/// Rows added to `namespace.table` by the snapshots of `writer` whose checkpoint id is in `(after, upto]`.
+pub fn read_checkpoints(
+    catalog_db: &Path,
+    warehouse: &Path,
+    table: &str,
+    writer: &str,
+    after: u64,
+    upto: u64,
+) -> Vec<arrow_array::RecordBatch> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let cfg = ledgerstream::sink::CatalogConfig::Sql {
+            uri: format!("sqlite:{}?mode=rwc", catalog_db.display()),
+            warehouse: format!("file://{}", warehouse.display()),
+            s3: None,
+        };
+        let catalog = ledgerstream::sink::SinkCatalog::connect(&cfg, "fintech")
+            .await
+            .expect("catalog");
+        let t = catalog.load_table(table).await.expect("table");
+        let mut out = Vec::new();
+        for snapshot in t.metadata().snapshots() {
+            let Some(meta) = ledgerstream::sink::CommitMeta::from_snapshot(snapshot).expect("meta")
+            else {
+                continue;
+            };
+            if meta.writer_id == writer
+                && meta.checkpoint_id.0 > after
+                && meta.checkpoint_id.0 <= upto
+            {
+                for f in ledgerstream::sink::added_files(&t, snapshot.snapshot_id())
+                    .await
+                    .expect("added files")
+                {
+                    out.extend(f.batches);
+                }
+            }
+        }
+        out
+    })
+}
+
+/// [`read_table`] in another namespace.
+pub fn read_table_in(
+    catalog_db: &Path,
+    warehouse: &Path,
+    namespace: &str,
+    table: &str,
+) -> Vec<arrow_array::RecordBatch> {
     let cfg = ledgerstream::sink::CatalogConfig::Sql {
         uri: format!("sqlite:{}?mode=rwc", catalog_db.display()),
         warehouse: format!("file://{}", warehouse.display()),
         s3: None,
     };
-    read_table_from(&cfg, table)
+    read_table_from(&cfg, namespace, table)
 }
 
-/// Every row of `fintech.<table>` through any catalog; empty when the table has no snapshot yet.
+/// Every row of `namespace.table` through any catalog; empty when the table has no snapshot yet.
 pub fn read_table_from(
     cfg: &ledgerstream::sink::CatalogConfig,
+    namespace: &str,
     table: &str,
 ) -> Vec<arrow_array::RecordBatch> {
     use futures::TryStreamExt;
@@ -378,7 +465,7 @@ pub fn read_table_from(
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let catalog = ledgerstream::sink::SinkCatalog::connect(cfg, "fintech")
+        let catalog = ledgerstream::sink::SinkCatalog::connect(cfg, namespace)
             .await
             .expect("catalog");
         // Not created yet (the pipeline creates its tables at start-up): nothing to read.
