@@ -4,7 +4,7 @@
 #   2. brings up the native local stack: PostgreSQL 15, tansu (Kafka protocol), Kafka Connect + Debezium;
 #   3. starts `ledgerstream run` and the load generator (fraud patterns, bad rows, a live ADD COLUMN);
 #   4. shows Debezium events per topic, then stops the generator, lets the pipeline drain and
-#   5. queries the Iceberg tables with DuckDB and compares row counts with PostgreSQL.
+#   5. queries the Iceberg tables with DuckDB and with `ledgerstream query`, and compares with PostgreSQL.
 # Tunables: DEMO_DURATION (default 60s), DEMO_RATE (default 100/s), LS_* (see stack/stack.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,7 @@ step "bootstrap (first run: several minutes)"
 bash stack/bootstrap.sh
 step "build ledgerstream"
 # The demo's load is light, so it shares the test suite's (debug) build; `ledgerstream bench` uses --release.
+# Default features include `query` (`ledgerstream query`, DataFusion), shown at the end.
 cargo build --bin ledgerstream
 BIN="$CARGO_TARGET_DIR/debug/ledgerstream"
 
@@ -66,9 +67,20 @@ step "query the lakehouse (DuckDB over Iceberg)"
 echo
 echo "PostgreSQL ground truth (row changes are in the changelog; current rows here):"
 psql -X -q -d "$PG_URL" -c "SELECT 'users' AS t, count(*) FROM users UNION ALL SELECT 'wallets', count(*) FROM wallets UNION ALL SELECT 'transactions', count(*) FROM transactions"
+
+step "ledgerstream tables / ledgerstream query (DataFusion over the same tables)"
+CONFIG=deploy/ledgerstream.local.toml
+"$BIN" tables --config "$CONFIG"
+echo
+echo "Balances now, from the wallets changelog (sql/current_state/wallets_current.sql):"
+"$BIN" query --config "$CONFIG" \
+  "SELECT currency, count(*) AS wallets, sum(balance) AS total_balance FROM wallets_current GROUP BY currency ORDER BY currency"
+echo "The same from PostgreSQL's wallets table:"
+psql -X -q -d "$PG_URL" -c "SELECT currency, count(*) AS wallets, sum(balance) AS total_balance FROM wallets GROUP BY currency ORDER BY currency"
 cat <<MSG
 
-Try your own queries:
+Try your own queries (more in docs/queries.md):
+  LEDGERSTREAM__PIPELINE__DATA_DIR=$DATA $BIN query --config $CONFIG "SELECT * FROM users_current LIMIT 5"
   $PY scripts/lakehouse.py --catalog $DATA/catalog.db sql "SELECT * FROM transactions_changes LIMIT 5"
 The stack keeps running; stop it with: bash stack/stack.sh down
 MSG

@@ -2,14 +2,22 @@
 """Query the ledgerstream Iceberg tables with DuckDB (iceberg extension) or pyiceberg.
 
 The embedded catalog is a SQL catalog in sqlite (JDBC-catalog layout); DuckDB reads each table from the metadata
-file the catalog points at.
+file the catalog points at. Every table becomes a view of its plain name, and the current-state views of
+sql/current_state/ (users_current, wallets_current) are created on top.
 
     lakehouse.py --catalog .data/demo/catalog.db summary
     lakehouse.py --catalog .data/demo/catalog.db sql "SELECT count(*) FROM transactions_changes"
+    lakehouse.py --catalog .data/demo/catalog.db --as-of-checkpoint 3 sql "SELECT count(*) FROM users_current"
     lakehouse.py --catalog .data/demo/catalog.db pyiceberg-count transactions_changes
+    lakehouse.py --catalog .data/demo/catalog.db pyiceberg-stats
+
+--as-of-checkpoint N reads every table as ledgerstream checkpoint N left it: the newest snapshot in the table's
+ancestry whose summary has ledgerstream.checkpoint-id <= N (of --writer-id, if given), or no rows if there is
+none. That is the rule `ledgerstream query --as-of-checkpoint N` applies.
 """
 import argparse
 import json
+import os
 import sqlite3
 import sys
 
@@ -29,7 +37,36 @@ def metadata_locations(catalog_db, namespace):
     return {name: loc for name, loc in rows}
 
 
-def duck(catalog_db, namespace):
+CURRENT_STATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sql", "current_state")
+CHECKPOINT_KEY = "ledgerstream.checkpoint-id"
+WRITER_KEY = "ledgerstream.writer-id"
+
+
+def local_path(location):
+    return location[len("file://"):] if location.startswith("file://") else location
+
+
+def snapshot_as_of(metadata_path, checkpoint, writer_id=None):
+    """The snapshot id that checkpoint `checkpoint` left in the table, or None if the table was empty then.
+
+    Walks the current snapshot's ancestry, newest first, for the first snapshot of ours (of `writer_id` if given)
+    with a checkpoint id at or below `checkpoint`: the rule of `ledgerstream query --as-of-checkpoint`.
+    """
+    with open(metadata_path) as f:
+        md = json.load(f)
+    by_id = {s["snapshot-id"]: s for s in md.get("snapshots", [])}
+    sid = md.get("current-snapshot-id")
+    while sid is not None and sid != -1 and sid in by_id:
+        snap = by_id[sid]
+        summary = snap.get("summary", {})
+        cp = summary.get(CHECKPOINT_KEY)
+        if cp is not None and (writer_id is None or summary.get(WRITER_KEY) == writer_id) and int(cp) <= checkpoint:
+            return sid
+        sid = snap.get("parent-snapshot-id")
+    return None
+
+
+def duck(catalog_db, namespace, as_of_checkpoint=None, writer_id=None):
     con = duckdb.connect()
     con.execute("SET autoinstall_known_extensions=false")
     # The extensions come from pip wheels (no download at run time): install from the wheel, then load.
@@ -37,10 +74,42 @@ def duck(catalog_db, namespace):
     duckdb_extensions.import_extension("iceberg", con=con)
     con.execute("LOAD avro")
     con.execute("LOAD iceberg")
+    names = set()
     for name, loc in metadata_locations(catalog_db, namespace).items():
-        path = loc[len("file://"):] if loc.startswith("file://") else loc
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM iceberg_scan('{path}')")
+        path = local_path(loc)
+        if as_of_checkpoint is None:
+            scan = f"SELECT * FROM iceberg_scan('{path}')"
+        else:
+            sid = snapshot_as_of(path, as_of_checkpoint, writer_id)
+            scan = (f"SELECT * FROM iceberg_scan('{path}', snapshot_from_id => {sid})" if sid is not None
+                    else f"SELECT * FROM iceberg_scan('{path}') LIMIT 0")
+        con.execute(f"CREATE VIEW {name} AS {scan}")
+        names.add(name)
+    # The current-state views: the same SQL files Trino and `ledgerstream query` use.
+    for view, source in (("users_current", "users_changes"), ("wallets_current", "wallets_changes")):
+        if source in names:
+            with open(os.path.join(CURRENT_STATE_DIR, f"{view}.sql")) as f:
+                con.execute(f"CREATE VIEW {view} AS\n" + f.read().strip().rstrip(";"))
     return con
+
+
+def pyiceberg_stats(catalog_db, namespace):
+    """One JSON line per table: rows (read back), data files, current snapshot id and its checkpoint id."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    cat = SqlCatalog("ledgerstream", uri=f"sqlite:///{catalog_db}")
+    for (_, name) in sorted(cat.list_tables(namespace)):
+        t = cat.load_table(f"{namespace}.{name}")
+        snap = t.current_snapshot()
+        files = list(t.scan().plan_files()) if snap else []
+        props = snap.summary.additional_properties if snap else {}
+        print(json.dumps({
+            "name": name,
+            "rows": t.scan().to_arrow().num_rows if snap else 0,
+            "data_files": len(files),
+            "snapshot_id": snap.snapshot_id if snap else None,
+            "committed_at_ms": snap.timestamp_ms if snap else None,
+            "checkpoint_id": int(props[CHECKPOINT_KEY]) if CHECKPOINT_KEY in props else None,
+        }))
 
 
 def print_rows(cur, limit=None):
@@ -98,6 +167,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--catalog", required=True, help="sqlite catalog file")
     ap.add_argument("--namespace", default="fintech")
+    ap.add_argument("--as-of-checkpoint", type=int, metavar="N",
+                    help="read every table as ledgerstream checkpoint N left it")
+    ap.add_argument("--writer-id", help="with --as-of-checkpoint: only this writer's snapshots count")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("summary")
     q = sub.add_parser("sql")
@@ -105,7 +177,12 @@ def main():
     q.add_argument("--json", action="store_true", help="print rows as JSON lines")
     c = sub.add_parser("pyiceberg-count")
     c.add_argument("table")
+    sub.add_parser("pyiceberg-stats")
     args = ap.parse_args()
+
+    if args.cmd == "pyiceberg-stats":
+        pyiceberg_stats(args.catalog, args.namespace)
+        return
 
     if args.cmd == "pyiceberg-count":
         from pyiceberg.catalog.sql import SqlCatalog
@@ -113,7 +190,7 @@ def main():
         t = cat.load_table(f"{args.namespace}.{args.table}")
         print(t.scan().to_arrow().num_rows)
         return
-    con = duck(args.catalog, args.namespace)
+    con = duck(args.catalog, args.namespace, args.as_of_checkpoint, args.writer_id)
     if args.cmd == "summary":
         summary(con, args.namespace, args.catalog)
     elif args.json:

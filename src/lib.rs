@@ -3,8 +3,8 @@
 //! Reading order follows the data: `source` (Kafka) → `cdc` (decode) → `processor` + `changelog` (what a
 //! partition does) → `actors` (partition, coordinator, committer, supervisor) → `sink` (Iceberg) and
 //! `checkpoint` (the recovery protocol). `pipeline` is the glue; `config` and `metrics` are the single homes of
-//! configuration and metrics; `health` and `http` serve them to operators, `telemetry` exports the spans. See
-//! `ARCHITECTURE.md`.
+//! configuration and metrics; `health` and `http` serve them to operators, `telemetry` exports the spans. `query`
+//! reads the tables back (`ledgerstream tables`, `ledgerstream query`). See `ARCHITECTURE.md`.
 
 pub mod actors;
 pub mod alerts_out;
@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pnl;
 pub mod processor;
+pub mod query;
 pub mod replay;
 pub mod sink;
 pub mod source;

@@ -85,6 +85,20 @@ enum Command {
         #[command(subcommand)]
         command: CheckpointsCommand,
     },
+    /// Every table of the namespace: rows, data files, last snapshot, its commit time and checkpoint id.
+    Tables {
+        /// The pipeline's config file (its `[iceberg]` section names the catalog and namespace).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// One JSON array of objects instead of aligned columns.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one SQL query over the Iceberg tables (DataFusion). Tables go by their plain names
+    /// (`SELECT count(*) FROM transactions_enriched`); `users_current` and `wallets_current` are the source tables
+    /// as they stand now. Read-only: DDL and DML are refused.
+    #[cfg(feature = "query")]
+    Query(QueryArgs),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +113,45 @@ enum CheckpointsCommand {
         #[arg(long)]
         keep: std::num::NonZeroUsize,
     },
+}
+
+#[cfg(feature = "query")]
+#[derive(clap::Args)]
+struct QueryArgs {
+    /// The pipeline's config file (its `[iceberg]` section names the catalog and namespace).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// How rows are printed.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Time travel: read every table as checkpoint N left it (the newest snapshot of this config's
+    /// `pipeline.writer_id` whose `ledgerstream.checkpoint-id` is at most N; empty if there is none).
+    #[arg(long, value_name = "N")]
+    as_of_checkpoint: Option<u64>,
+    /// The SQL statement.
+    sql: String,
+}
+
+#[cfg(feature = "query")]
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// Aligned columns.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// JSON lines: one object per row.
+    Json,
+}
+
+#[cfg(feature = "query")]
+impl From<OutputFormat> for ledgerstream::query::output::Format {
+    fn from(f: OutputFormat) -> Self {
+        match f {
+            OutputFormat::Table => Self::Table,
+            OutputFormat::Csv => Self::Csv,
+            OutputFormat::Json => Self::Json,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -195,6 +248,62 @@ async fn checkpoints(
     Ok(())
 }
 
+/// The catalog named by a config, for reading. An embedded (sqlite) catalog must already exist: connecting would
+/// otherwise create an empty one and report "no tables" for a mistyped path.
+async fn open_catalog(config: &Config) -> anyhow::Result<ledgerstream::sink::SinkCatalog> {
+    let catalog = ledgerstream::pipeline::catalog_config(config)?;
+    if let ledgerstream::sink::CatalogConfig::Sql { uri, .. } = &catalog
+        && let Some(path) = uri.strip_prefix("sqlite:")
+    {
+        let file = path.split('?').next().unwrap_or(path);
+        anyhow::ensure!(
+            std::path::Path::new(file).exists(),
+            "no catalog at {file} (has `ledgerstream run` written to it? check [pipeline] data_dir and [iceberg.catalog])"
+        );
+    }
+    Ok(ledgerstream::sink::SinkCatalog::connect(&catalog, &config.iceberg.namespace).await?)
+}
+
+/// `ledgerstream tables`.
+async fn tables(config: &Config, json: bool) -> anyhow::Result<()> {
+    let catalog = open_catalog(config).await?;
+    let infos = ledgerstream::query::inventory(&catalog).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&infos)?);
+    } else {
+        print!(
+            "{}",
+            ledgerstream::query::inventory::render_table_infos(&infos)
+        );
+    }
+    Ok(())
+}
+
+/// `ledgerstream query`.
+#[cfg(feature = "query")]
+async fn query(config: &Config, args: &QueryArgs) -> anyhow::Result<()> {
+    use ledgerstream::query::{output, session::QuerySession};
+    let catalog = open_catalog(config).await?;
+    let as_of = args.as_of_checkpoint.map(ledgerstream::types::CheckpointId);
+    let session = QuerySession::open(&catalog, &config.pipeline.writer_id, as_of).await?;
+    let result = session.run(&args.sql).await?;
+    let text = output::render(&result.schema, &result.batches, args.format.into())?;
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a message.
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).with_context(|| format!("config {}", path.display()))
+}
+
 /// Flips to true on SIGTERM or Ctrl-C.
 fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -228,11 +337,10 @@ async fn main() -> anyhow::Result<()> {
         _ => Some(ledgerstream::telemetry::init(cli.log_format.into(), None)?),
     };
     match cli.command {
-        Command::Run { config } => {
-            let config =
-                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
-            run(config, cli.log_format).await
-        }
+        Command::Run { config } => run(load_config(&config)?, cli.log_format).await,
+        Command::Tables { config, json } => tables(&load_config(&config)?, json).await,
+        #[cfg(feature = "query")]
+        Command::Query(args) => query(&load_config(&args.config)?, &args).await,
         Command::Migrate { pg_url } => ledgerstream::generate::migrate(&pg_url).await,
         Command::Generate(args) => ledgerstream::generate::run(args).await.map(|_| ()),
         Command::Produce(args) => {
@@ -261,8 +369,7 @@ async fn main() -> anyhow::Result<()> {
             rules,
         } => {
             use ledgerstream::replay;
-            let live =
-                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
+            let live = load_config(&config)?;
             let rules = rules
                 .map(|r| Config::load(&r).with_context(|| format!("rules {}", r.display())))
                 .transpose()?;
@@ -300,11 +407,7 @@ async fn main() -> anyhow::Result<()> {
             config,
             json,
             command,
-        } => {
-            let config =
-                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
-            checkpoints(&config, json, command).await
-        }
+        } => checkpoints(&load_config(&config)?, json, command).await,
         Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
             Ok(c) => {
                 println!("{} is valid.\n\n{c:#?}", file.display());

@@ -113,10 +113,23 @@ async fn s3_remote_uploads_incrementally_and_restores() {
             .expect("marker");
         uploaded.push(r);
     }
-    // Every later checkpoint shares the earlier table files: it uploads fewer files than it consists of.
-    assert_eq!(uploaded[0].uploaded, uploaded[0].files);
-    for r in &uploaded[1..] {
-        assert!(r.uploaded < r.files, "incremental: {r:?}");
+    // Content-addressed: the first checkpoint uploads each distinct file once (partitions share identical small
+    // files such as CURRENT); every later checkpoint shares the earlier SST files, so it uploads fewer bytes than
+    // it consists of.
+    assert!(uploaded[0].uploaded > 0 && uploaded[0].uploaded <= uploaded[0].files);
+    for (i, r) in uploaded.iter().enumerate().skip(1) {
+        let id = i as u64 + 1;
+        let total: u64 = (0..2u32)
+            .flat_map(|p| {
+                std::fs::read_dir(layout.partition_checkpoints_dir(p).join(id.to_string()))
+                    .expect("checkpoint dir")
+            })
+            .map(|e| e.expect("entry").metadata().expect("metadata").len())
+            .sum();
+        assert!(
+            r.uploaded < r.files && r.uploaded_bytes < total,
+            "incremental: {r:?}, checkpoint {id} holds {total} bytes"
+        );
     }
     let listing = remote.listing().await.expect("listing");
     assert_eq!(listing.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
@@ -146,4 +159,10 @@ async fn s3_remote_uploads_incrementally_and_restores() {
         remote.marker(3).await.expect("marker"),
         Some(b"marker 3".to_vec())
     );
+    // Uploading a checkpoint again uploads nothing.
+    let again = remote
+        .upload_state(&layout, 3, &[0, 1], "test")
+        .await
+        .expect("upload again");
+    assert_eq!((again.uploaded, again.uploaded_bytes), (0, 0), "{again:?}");
 }

@@ -8,7 +8,7 @@
 //!   source table (`transactions`) or its changelog (`transactions_changes`).
 //! - `partition_values`: every row's `day(event_time)` equals the day partition value its file is filed under;
 //!   a wrong value makes date-filtered queries silently miss rows.
-//! - `unique_key_lsn`: no `(key…, lsn)` appears twice among the added rows; a duplicate means a change was
+//! - `unique_key_lsn`: no `(key…, lsn, op)` appears twice among the added rows; a duplicate means a change was
 //!   written twice (a replay that was not deduplicated).
 //!
 //! Results are both metrics and rows of the [`DQ_RESULTS_TABLE`] ([`dq_results_def`], [`CheckResult::to_row`]).
@@ -39,6 +39,8 @@ pub use crate::sink::readback::WrittenFile;
 pub const DQ_RESULTS_TABLE: &str = "dq_results";
 /// The change-position column that, with the caller's key, identifies one written change.
 pub const LSN_COLUMN: &str = "lsn";
+/// The change-kind column (c/u/d/r): with key and LSN, identifies one written change.
+pub const OP_COLUMN: &str = "op";
 
 pub const CHECK_ROW_COUNT: &str = "row_count";
 pub const CHECK_RULES: &str = "rules";
@@ -376,7 +378,14 @@ fn unique_key_lsn(def: &TableDef, files: &[WrittenFile], key: &[&str]) -> CheckR
             "no key columns given".into(),
         );
     }
-    let names: Vec<&str> = key.iter().copied().chain([LSN_COLUMN]).collect();
+    // A change of a row's key arrives as a delete under the old key and a create under the new one at one LSN;
+    // when both halves name the same key (a wallet moved to another user keeps its id), `op` tells them apart.
+    let op = def
+        .columns
+        .iter()
+        .any(|c| c.name == OP_COLUMN)
+        .then_some(OP_COLUMN);
+    let names: Vec<&str> = key.iter().copied().chain([LSN_COLUMN]).chain(op).collect();
     // One converter for every batch: rows are only comparable when encoded by the same converter.
     let mut converter: Option<RowConverter> = None;
     let mut seen = HashSet::new();
@@ -631,7 +640,7 @@ mod tests {
                 "3 rows in 2 added files, 3 sent",
                 "3 rules held on 3 rows",
                 "every row of 2 files is in its source_ts day partition",
-                "3 rows, (id, lsn) unique",
+                "3 rows, (id, lsn, op) unique",
             ]
         );
         assert!(results.iter().all(|r| r.table == "transactions_changes"));
@@ -742,6 +751,20 @@ mod tests {
     }
 
     #[test]
+    fn a_key_change_at_one_lsn_is_not_a_duplicate() {
+        // A wallet moved to another user: Debezium sends a delete and a create of the same id at one LSN.
+        let def = changes_def();
+        let mut delete = clean(3, 0);
+        delete[0] = Value::Text("d".into());
+        let files = vec![file("k.parquet", Some(BASE_DAY), &[delete, clean(3, 0)])];
+        let r = &validate(&def, &files, 2, &rules(), &["id"])[3];
+        assert_eq!(
+            (r.check, r.passed, r.failing_rows),
+            ("unique_key_lsn", true, 0)
+        );
+    }
+
+    #[test]
     fn duplicate_key_lsn_across_files() {
         let def = changes_def();
         let files = vec![
@@ -760,7 +783,7 @@ mod tests {
         );
         assert_eq!(
             r.detail,
-            "1 duplicate rows of 4; first: (id=2, lsn=1002) again in b.parquet"
+            "1 duplicate rows of 4; first: (id=2, lsn=1002, op=c) again in b.parquet"
         );
         let no_key = &validate(&def, &files, 4, &rules(), &[])[3];
         assert_eq!(

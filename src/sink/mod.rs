@@ -17,7 +17,7 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use batch::{BatchError, rows_to_batch};
 pub use catalog::{CatalogConfig, S3Config, SinkCatalog, default_namespace};
