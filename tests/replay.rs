@@ -342,6 +342,13 @@ fn replay_reproduces_live_rows_and_follows_changed_rules() {
         "a lower threshold must alert some user earlier"
     );
     assert!(lower_v.len() >= live_v.len());
+    eprintln!(
+        "replayed from {n} (window to {m}, last {last}): {} windowed changes; velocity-alerted users live {}, \
+         lower threshold {}, {earlier} alerted earlier",
+        live_window.len(),
+        live_v.len(),
+        lower_v.len()
+    );
 
     // 5. The replays did not touch the live tables.
     for (t, n_rows) in &live_before {
