@@ -49,6 +49,13 @@ pub enum FatalError {
     },
     #[error("commit intent {0} cannot be finished: {1}")]
     BrokenIntent(u64, String),
+    #[error(
+        "checkpoint {checkpoint} resumes past the end of its input: {details}. The topics were deleted and \
+         recreated (or truncated) since that checkpoint; resuming would silently skip every record before those \
+         offsets. Refusing to run: restore the topics, or start this pipeline over (a new pipeline.writer_id and \
+         an empty data_dir)."
+    )]
+    OffsetsPastEnd { checkpoint: u64, details: String },
     /// A configured policy said to stop: a post-write data-quality check failed under `dq.post_write_policy =
     /// "halt"` (the checkpoint itself is complete; restarting resumes after it, once an operator has looked at
     /// `dq_results`), or a source type change met `schema.type_change = "halt"`.
@@ -629,6 +636,29 @@ async fn run_generation_bounded(
         "recovered"
     );
 
+    let start_offsets: crate::source::kafka::StartOffsets = offsets
+        .iter()
+        .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
+        .collect();
+    // Resuming from a checkpoint: every position must still exist in its topic (a recreated topic would
+    // otherwise be skipped up to the old offsets without a trace).
+    if let Some(m) = &recovered.manifest {
+        let probe = &source;
+        let past = tokio::task::block_in_place(|| probe.positions_past_end(&start_offsets))?;
+        if !past.is_empty() {
+            let details = past
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(FatalError::OffsetsPastEnd {
+                checkpoint: m.id.0,
+                details,
+            }
+            .into());
+        }
+    }
+
     let (fail_tx, mut fail_rx) = mpsc::channel(1);
     let (supervisor, _sup_handle) =
         Actor::spawn(None, SupervisorActor, SupervisorArgs { failures: fail_tx }).await?;
@@ -724,10 +754,6 @@ async fn run_generation_bounded(
         partition_refs.values().cloned().collect(),
     ))?;
 
-    let start_offsets: crate::source::kafka::StartOffsets = offsets
-        .iter()
-        .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
-        .collect();
     let stop = match &bounds {
         Some(b) => {
             let until = match &b.until_offsets {

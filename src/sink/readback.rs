@@ -311,7 +311,7 @@ mod tests {
         );
         assert_eq!(
             results[3].detail,
-            format!("1 duplicate rows of 6; first: (id=2, lsn=1002) again in {path}")
+            format!("1 duplicate rows of 6; first: (id=2, lsn=1002, op=c) again in {path}")
         );
         assert_eq!(
             results[1].detail,

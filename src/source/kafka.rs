@@ -132,6 +132,35 @@ pub fn envelope_time_us(payload: &[u8]) -> Option<i64> {
     s.ts_us.or(s.ts_ms.map(|ms| ms.saturating_mul(1000)))
 }
 
+/// How long the start-up position check waits for the record just before a doubtful start offset. A broker that
+/// holds the record returns it in one fetch; the bound only matters when it is not there.
+const POSITION_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A checkpoint's start offset beyond the end of its topic partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastEnd {
+    pub topic: String,
+    pub partition: i32,
+    /// Where the checkpoint resumes.
+    pub offset: i64,
+    /// What the broker reports as the partition's end.
+    pub high_watermark: i64,
+}
+
+impl std::fmt::Display for PastEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}[{}] resumes at offset {} but holds no record at {} (high watermark {})",
+            self.topic,
+            self.partition,
+            self.offset,
+            self.offset - 1,
+            self.high_watermark
+        )
+    }
+}
+
 /// Receives a batch from a poll thread. Returns `false` when the receiver is gone, which stops that thread.
 pub type Deliver = Arc<dyn Fn(SourceBatch) -> bool + Send + Sync>;
 
@@ -220,19 +249,7 @@ impl KafkaSource {
     /// is not trusted on its own (tansu's memory engine reports the last batch's base offset + 1): a separate
     /// consumer reads from just before it until nothing more comes, and the end is the larger of the two.
     pub fn end_offsets(&self) -> Result<StartOffsets, SourceError> {
-        let mut cc = ClientConfig::new();
-        for (k, v) in &self.settings.client {
-            cc.set(k, v);
-        }
-        cc.set("bootstrap.servers", &self.settings.brokers)
-            .set("group.id", format!("{}-end-probe", self.settings.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false");
-        if let Some(pw) = &self.settings.sasl_password {
-            cc.set("sasl.password", pw);
-        }
-        let probe: BaseConsumer = cc.create()?;
+        let probe = self.probe_consumer("end-probe")?;
         let mut ends = StartOffsets::new();
         let mut tpl = TopicPartitionList::new();
         for topic in &self.settings.topics {
@@ -264,6 +281,76 @@ impl KafkaSource {
             }
         }
         Ok(ends)
+    }
+
+    /// A consumer beside the pipeline's (same client settings, its own group id, never committing).
+    fn probe_consumer(&self, purpose: &str) -> Result<BaseConsumer, SourceError> {
+        let mut cc = ClientConfig::new();
+        for (k, v) in &self.settings.client {
+            cc.set(k, v);
+        }
+        cc.set("bootstrap.servers", &self.settings.brokers)
+            .set("group.id", format!("{}-{purpose}", self.settings.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        if let Some(pw) = &self.settings.sasl_password {
+            cc.set("sasl.password", pw);
+        }
+        Ok(cc.create()?)
+    }
+
+    /// The start positions that lie beyond the end of their topic partition: the topic was deleted and recreated
+    /// (or truncated) since the checkpoint, and resuming there would silently skip every record up to that
+    /// offset. Empty when all is well.
+    ///
+    /// A start offset `o` is fine when the broker's high watermark is at least `o`. Below it (tansu's memory
+    /// engine reports the last batch's base offset + 1, so this happens on a healthy topic too), the partition is
+    /// read forward from the high watermark until the record at `o - 1` shows up: it exists exactly when the
+    /// partition reaches `o`. Cheap: one ListOffsets per partition, and a short read only for the doubtful ones.
+    pub fn positions_past_end(&self, start: &StartOffsets) -> Result<Vec<PastEnd>, SourceError> {
+        let probe = self.probe_consumer("position-check")?;
+        let mut doubtful = BTreeMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), &offset) in start {
+            if offset <= 0 {
+                continue;
+            }
+            let (_, high) = probe.fetch_watermarks(topic, *partition, Duration::from_secs(10))?;
+            if high >= offset {
+                continue;
+            }
+            // Read forward from the broker's last batch: tansu serves a fetch only from a batch's base offset
+            // (a fetch starting inside a batch returns nothing), and its high watermark is that base + 1.
+            tpl.add_partition_offset(topic, *partition, KOffset::Offset((high - 1).max(0)))?;
+            doubtful.insert((topic.clone(), *partition), (offset, high));
+        }
+        if doubtful.is_empty() {
+            return Ok(Vec::new());
+        }
+        probe.assign(&tpl)?;
+        let deadline = Instant::now() + POSITION_CHECK_TIMEOUT;
+        while !doubtful.is_empty() && Instant::now() < deadline {
+            match probe.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let key = (m.topic().to_string(), m.partition());
+                    if doubtful.get(&key).is_some_and(|(o, _)| m.offset() >= o - 1) {
+                        doubtful.remove(&key);
+                    }
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "position check"),
+                None => {}
+            }
+        }
+        Ok(doubtful
+            .into_iter()
+            .map(|((topic, partition), (offset, high_watermark))| PastEnd {
+                topic,
+                partition,
+                offset,
+                high_watermark,
+            })
+            .collect())
     }
 
     /// A function returning the next offset handed to the partition actors per (topic, partition) (`-1` until

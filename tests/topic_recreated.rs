@@ -1,0 +1,114 @@
+//! A checkpoint must never resume silently past the end of its input. When the topics were deleted and recreated
+//! since the checkpoint (here: a fresh in-memory broker), the stored offsets point past records that never
+//! reached the pipeline; the processor refuses to start and says why, instead of skipping them.
+//!
+//! The same check must not fire on a healthy restart, although tansu's memory engine reports a high watermark
+//! below the real end of a partition.
+
+mod support;
+
+use ledgerstream::synth::Synth;
+use std::time::Duration;
+use support::{Broker, PipelineDir, ledgerstream, read_table, terminate, wait_for};
+
+/// Changes (not malformed records) among the first `events` of the producer with this seed.
+fn changes(events: u64, seed: u64) -> usize {
+    Synth::new(seed, 100)
+        .take(events as usize)
+        .filter(|r| r.op.is_some())
+        .count()
+}
+
+/// Log lines saying the pipeline started consuming (one per start).
+fn starts(p: &PipelineDir) -> usize {
+    p.log()
+        .lines()
+        .filter(|l| l.trim_end().ends_with("consuming"))
+        .count()
+}
+
+fn produce(broker: &Broker, events: u64, seed: u64) {
+    support::run_ok(
+        ledgerstream()
+            .args(["produce", "--brokers", &broker.brokers(), "--topic-prefix"])
+            .args([
+                "rt",
+                "--events",
+                &events.to_string(),
+                "--seed",
+                &seed.to_string(),
+            ])
+            .args(["--users", "100"]),
+        "produce",
+    );
+}
+
+fn changelog_rows(p: &PipelineDir) -> usize {
+    ["users_changes", "wallets_changes", "transactions_changes"]
+        .iter()
+        .map(|t| {
+            read_table(&p.catalog_db(), &p.warehouse(), t)
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
+        })
+        .sum()
+}
+
+#[test]
+fn a_checkpoint_past_the_end_of_a_recreated_topic_refuses_to_start() {
+    let broker = Broker::start();
+    broker.create_topics("rt", 2);
+    produce(&broker, 2_000, 3);
+    let p = PipelineDir::new("recreated", &broker.brokers(), "rt", "500ms");
+    let mut run = p.spawn(&[]);
+    let want = changes(2_000, 3);
+    let all_in = wait_for(Duration::from_secs(90), || {
+        (changelog_rows(&p) >= want).then_some(())
+    });
+    assert!(
+        all_in.is_some(),
+        "{} rows; log:\n{}",
+        changelog_rows(&p),
+        p.log()
+    );
+    assert!(terminate(&mut run, Duration::from_secs(60)).success());
+
+    // A healthy restart on the same topics passes the check and keeps consuming.
+    let mut again = p.spawn(&[]);
+    assert_eq!(starts(&p), 1, "log:\n{}", p.log());
+    let consuming = wait_for(Duration::from_secs(60), || (starts(&p) == 2).then_some(()));
+    assert!(
+        consuming.is_some() && again.try_wait().expect("wait").is_none(),
+        "a healthy restart must resume; log:\n{}",
+        p.log()
+    );
+    assert!(terminate(&mut again, Duration::from_secs(60)).success());
+    assert!(!p.log().contains("resumes past the end"), "{}", p.log());
+
+    // The topics are gone and recreated with fewer records: the old offsets are past their end.
+    let fresh = Broker::start();
+    fresh.create_topics("rt", 2);
+    produce(&fresh, 100, 4);
+    let config = std::fs::read_to_string(&p.config).expect("config");
+    std::fs::write(
+        &p.config,
+        config.replace(&broker.brokers(), &fresh.brokers()),
+    )
+    .expect("config");
+    drop(broker);
+    let mut refused = p.spawn(&[]);
+    let status = wait_for(Duration::from_secs(90), || {
+        refused.try_wait().ok().flatten()
+    });
+    let log = p.log();
+    let status = status.unwrap_or_else(|| panic!("the pipeline kept running; log:\n{log}"));
+    assert!(!status.success(), "must exit with an error, got {status}");
+    assert!(
+        log.contains("resumes past the end of its input") && log.contains("[0] resumes at offset"),
+        "the error names the checkpoint and the topic partitions; log:\n{log}"
+    );
+    // Nothing was written from the new topics.
+    assert_eq!(changelog_rows(&p), want);
+    let _ = std::fs::remove_dir_all(&p.dir);
+}
