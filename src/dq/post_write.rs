@@ -742,6 +742,32 @@ mod tests {
     }
 
     #[test]
+    fn a_key_change_is_a_delete_and_a_create_at_one_lsn_not_a_duplicate() {
+        let def = changes_def();
+        let mut delete = clean(2, 0);
+        delete[0] = Value::Text("d".into());
+        let files = vec![file(
+            "a.parquet",
+            Some(BASE_DAY),
+            &[clean(1, 0), delete.clone(), clean(2, 0)],
+        )];
+        let r = &validate(&def, &files, 3, &rules(), &["id", "op"])[3];
+        assert_eq!(
+            (r.check, r.passed),
+            ("unique_key_lsn", true),
+            "{}",
+            r.detail
+        );
+        // Without op in the identity the pair looks like a replayed change.
+        let r = &validate(&def, &files, 3, &rules(), &["id"])[3];
+        assert!(!r.passed);
+        // A delete written twice is still caught.
+        let twice = vec![file("a.parquet", Some(BASE_DAY), &[delete.clone(), delete])];
+        let r = &validate(&def, &twice, 2, &rules(), &["id", "op"])[3];
+        assert_eq!((r.passed, r.failing_rows), (false, 1), "{}", r.detail);
+    }
+
+    #[test]
     fn duplicate_key_lsn_across_files() {
         let def = changes_def();
         let files = vec![
