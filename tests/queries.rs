@@ -23,6 +23,11 @@ use support::{PipelineDir, Stack, arrow_rows, read_table, terminate, venv_python
 /// test of a couple of minutes.
 const CHANGES: u64 = 2500;
 
+/// `pnl.allowed_lateness` of the test's pipeline, in seconds.
+const PNL_LATENESS_S: i64 = 1;
+/// `enrich.max_delay` (the default): the watermark trails the newest commit time by at most this much.
+const ENRICH_MAX_DELAY_S: i64 = 5;
+
 /// Columns the current-state views share with the source tables.
 const USER_COLUMNS: [&str; 8] = [
     "id",
@@ -590,30 +595,30 @@ fn current_state_tables_listing_and_every_documented_query_agree_with_the_source
     let stack = Stack::start("queries", 4);
     stack.psql_file(&support::repo_root().join("tests/sql/audit.sql"));
     let p = PipelineDir::new("queries", &stack.brokers(), "fintech", "1s");
-    // P&L rows exist only for closed minutes: a minute closes once the event-time watermark is past its end plus
-    // the allowed lateness (and the watermark trails the busiest topic by at most enrich.max_delay, 5 s). So the
-    // load starts at second 45 of a minute and lasts about 30 s (about 1.2 changes per action): the minute
-    // boundary falls 15 s into it, and 15 s of events follow it.
+    // P&L minutes close 1 s after they end (event time), so the short run below closes some.
     let mut config = std::fs::read_to_string(&p.config).expect("config");
-    config.push_str("\n[pnl]\nallowed_lateness = \"1s\"\n");
+    config.push_str(&format!(
+        "\n[pnl]\nallowed_lateness = \"{PNL_LATENESS_S}s\"\n"
+    ));
     std::fs::write(&p.config, config).expect("config");
     let mut run = p.spawn(&[]);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock");
-    let into_minute = now.as_millis() % 60_000;
-    std::thread::sleep(Duration::from_millis(
-        ((45_000 + 60_000 - into_minute) % 60_000) as u64,
-    ));
     support::run_ok(
         support::ledgerstream()
             .args(["generate", "--pg-url", &stack.pg_url(), "--seed", "11"])
-            .args(["--max-changes", &CHANGES.to_string(), "--rate", "70/s"])
+            .args(["--max-changes", &CHANGES.to_string(), "--rate", "300/s"])
             .args(["--fraud-rate", "0.03", "--bad-row-rate", "0.02"]),
         "generator",
     );
+    // A P&L minute is emitted once the partition's watermark passes its end plus the lateness; the watermark
+    // follows source commit times. So the last changes below are committed after the generator's last minute has
+    // ended (plus lateness and the enrichment delay that bounds the watermark), and touch every user and wallet,
+    // hence every partition.
+    let now_s = chrono::Utc::now().timestamp();
+    let wait_s = 60 - now_s.rem_euclid(60) + PNL_LATENESS_S + ENRICH_MAX_DELAY_S + 2;
+    std::thread::sleep(Duration::from_secs(wait_s.unsigned_abs()));
     // The cases the current-state SQL must get right, made on purpose: a wallet moved to another user (Debezium:
-    // a delete and a create at one LSN) and a user changed twice in one transaction (one tx_id, two LSNs).
+    // a delete and a create at one LSN), a user changed twice in one transaction (one tx_id, two LSNs), and one
+    // transaction that changes every user and every wallet.
     stack.psql(
         "UPDATE wallets SET user_id = (SELECT max(id) FROM users), updated_at = now() \
          WHERE id = (SELECT min(id) FROM wallets WHERE user_id <> (SELECT max(id) FROM users))",
@@ -623,6 +628,9 @@ fn current_state_tables_listing_and_every_documented_query_agree_with_the_source
          UPDATE users SET email = 'first@example.com' WHERE id = (SELECT min(id) FROM users); \
          UPDATE users SET email = 'second@example.com', updated_at = now() WHERE id = (SELECT min(id) FROM users); \
          COMMIT;",
+    );
+    stack.psql(
+        "BEGIN; UPDATE users SET updated_at = now(); UPDATE wallets SET updated_at = now(); COMMIT;",
     );
     let want = expected_changes(&stack);
     let caught_up = wait_for(Duration::from_secs(180), || {

@@ -751,17 +751,27 @@ mod tests {
     }
 
     #[test]
-    fn a_key_change_at_one_lsn_is_not_a_duplicate() {
+    fn a_key_change_is_a_delete_and_a_create_at_one_lsn_not_a_duplicate() {
         // A wallet moved to another user: Debezium sends a delete and a create of the same id at one LSN.
         let def = changes_def();
-        let mut delete = clean(3, 0);
+        let mut delete = clean(2, 0);
         delete[0] = Value::Text("d".into());
-        let files = vec![file("k.parquet", Some(BASE_DAY), &[delete, clean(3, 0)])];
-        let r = &validate(&def, &files, 2, &rules(), &["id"])[3];
+        let files = vec![file(
+            "a.parquet",
+            Some(BASE_DAY),
+            &[clean(1, 0), delete.clone(), clean(2, 0)],
+        )];
+        let r = &validate(&def, &files, 3, &rules(), &["id"])[3];
         assert_eq!(
             (r.check, r.passed, r.failing_rows),
-            ("unique_key_lsn", true, 0)
+            ("unique_key_lsn", true, 0),
+            "{}",
+            r.detail
         );
+        // A delete written twice is still caught.
+        let twice = vec![file("a.parquet", Some(BASE_DAY), &[delete.clone(), delete])];
+        let r = &validate(&def, &twice, 2, &rules(), &["id"])[3];
+        assert_eq!((r.passed, r.failing_rows), (false, 1), "{}", r.detail);
     }
 
     #[test]
