@@ -7,9 +7,7 @@
 
 mod support;
 
-use ledgerstream::cdc::SourceTable;
-use ledgerstream::synth::Synth;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use std::time::Duration;
 use support::{Broker, PipelineDir, id_lsn, ledgerstream, read_table, terminate, wait_for};
@@ -20,30 +18,11 @@ const USERS: i64 = 300;
 const BAD_EVERY: u64 = 997;
 
 /// `(id, lsn)` of every change, per changelog table.
-type Expected = BTreeMap<&'static str, BTreeSet<(i64, i64)>>;
+type Expected = support::ChangesByTable;
 
 /// The changes the producer writes, and how many malformed records among them.
 fn expected() -> (Expected, usize) {
-    let mut by_table: BTreeMap<&'static str, BTreeSet<(i64, i64)>> = BTreeMap::new();
-    let mut bad = 0;
-    for r in Synth::new(SEED, USERS)
-        .with_bad_every(BAD_EVERY)
-        .take(EVENTS as usize)
-    {
-        if r.op.is_none() {
-            bad += 1;
-            continue;
-        }
-        by_table
-            .entry(match r.table {
-                SourceTable::Users => "users_changes",
-                SourceTable::Wallets => "wallets_changes",
-                SourceTable::Transactions => "transactions_changes",
-            })
-            .or_default()
-            .insert((r.pk, r.lsn as i64));
-    }
-    (by_table, bad)
+    support::synth_truth(SEED, USERS, EVENTS, BAD_EVERY)
 }
 
 fn produce(brokers: &str, prefix: &str, rate: u64) -> std::process::Child {

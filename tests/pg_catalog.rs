@@ -8,10 +8,8 @@
 
 mod support;
 
-use ledgerstream::cdc::SourceTable;
 use ledgerstream::sink::CatalogConfig;
-use ledgerstream::synth::Synth;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 use support::pg::TestPg;
 use support::{Broker, PipelineDir, id_lsn, ledgerstream, read_table_from, terminate, wait_for};
@@ -77,23 +75,7 @@ fn postgres_catalog_is_exactly_once_across_a_kill() {
     crashing.wait().expect("reap");
 
     // The truth: what the producer writes.
-    let mut want: BTreeMap<&str, BTreeSet<(i64, i64)>> = BTreeMap::new();
-    let mut bad = 0;
-    for r in Synth::new(SEED, USERS)
-        .with_bad_every(BAD_EVERY)
-        .take(EVENTS as usize)
-    {
-        let Some(_) = r.op else {
-            bad += 1;
-            continue;
-        };
-        let table = match r.table {
-            SourceTable::Users => "users_changes",
-            SourceTable::Wallets => "wallets_changes",
-            SourceTable::Transactions => "transactions_changes",
-        };
-        want.entry(table).or_default().insert((r.pk, r.lsn as i64));
-    }
+    let (want, bad) = support::synth_truth(SEED, USERS, EVENTS, BAD_EVERY);
 
     let mut run = p.spawn(&[]);
     assert!(producer.wait().expect("producer").success());

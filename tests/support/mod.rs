@@ -656,3 +656,33 @@ pub fn merge_key_changes<'a>(
     }
     out
 }
+
+/// `(id, lsn)` of every change, per changelog table.
+pub type ChangesByTable = BTreeMap<&'static str, std::collections::BTreeSet<(i64, i64)>>;
+
+/// What the synthetic producer (`ledgerstream produce --seed S --users U --events N --bad-every B`) writes:
+/// `(id, lsn)` of every change per changelog table, and how many malformed records among them.
+pub fn synth_truth(seed: u64, users: i64, events: u64, bad_every: u64) -> (ChangesByTable, usize) {
+    use ledgerstream::cdc::SourceTable;
+    let mut by_table = ChangesByTable::new();
+    let mut bad = 0;
+    for r in ledgerstream::synth::Synth::new(seed, users)
+        .with_bad_every(bad_every)
+        .take(events as usize)
+    {
+        if r.op.is_none() {
+            bad += 1;
+            continue;
+        }
+        let table = match r.table {
+            SourceTable::Users => "users_changes",
+            SourceTable::Wallets => "wallets_changes",
+            SourceTable::Transactions => "transactions_changes",
+        };
+        by_table
+            .entry(table)
+            .or_default()
+            .insert((r.pk, r.lsn as i64));
+    }
+    (by_table, bad)
+}
