@@ -845,12 +845,15 @@ async fn run_generation_bounded(
         Err(e) => Err(e),
     };
     let _ = supervisor.cast(StopExpected);
-    coordinator.stop(None);
+    // Wait for every actor to be gone (bounded): nothing of this generation, spans included, outlives the call,
+    // so a restart or the trace exporter's final flush sees all of it.
+    let stop_bound = Some(Duration::from_secs(10));
+    let _ = coordinator.stop_and_wait(None, stop_bound).await;
     for a in partition_refs.values() {
-        a.stop(None);
+        let _ = a.stop_and_wait(None, stop_bound).await;
     }
-    committer.stop(None);
-    supervisor.stop(None);
+    let _ = committer.stop_and_wait(None, stop_bound).await;
+    let _ = supervisor.stop_and_wait(None, stop_bound).await;
     drop(source);
     // A drain that failed leaves the last complete checkpoint as the restart point; nothing is lost.
     result

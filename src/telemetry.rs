@@ -14,10 +14,42 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Metadata;
+use tracing::subscriber::Interest;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
+
+/// A per-layer filter whose callsites never cache `Interest::always`.
+///
+/// tracing-subscriber hands each per-layer filter's verdict from `enabled` to `on_new_span` through a thread-local.
+/// A callsite cached as `always` skips `enabled`, so its span is judged by whatever the previous `enabled` call on
+/// that thread decided, e.g. a debug-level `log` record from a dependency seen through the log bridge: the span then
+/// silently never reaches the exporter (tracing issue 2519). That showed up as a partition's `seal` span missing from
+/// a checkpoint's trace. Capping the interest at `sometimes` makes every span and event ask first, for the cost of
+/// one filter call; `never` stays cached, so disabled callsites stay free.
+pub struct AskEveryTime<F>(pub F);
+
+impl<S, F: Filter<S>> Filter<S> for AskEveryTime<F> {
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        self.0.enabled(meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        let interest = self.0.callsite_enabled(meta);
+        if interest.is_never() {
+            interest
+        } else {
+            Interest::sometimes()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        self.0.max_level_hint()
+    }
+}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,9 +135,11 @@ pub fn init(format: LogFormat, otlp: Option<&OtlpSettings>) -> Result<Telemetry,
     let provider = match otlp {
         Some(settings) => {
             let provider = tracer_provider(settings)?;
-            let ours = Targets::new()
-                .with_target("ledgerstream", LevelFilter::INFO)
-                .with_default(LevelFilter::OFF);
+            let ours = AskEveryTime(
+                Targets::new()
+                    .with_target("ledgerstream", LevelFilter::INFO)
+                    .with_default(LevelFilter::OFF),
+            );
             layers.push(
                 tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer("ledgerstream"))
@@ -129,4 +163,71 @@ pub fn init(format: LogFormat, otlp: Option<&OtlpSettings>) -> Result<Telemetry,
         );
     }
     Ok(Telemetry { provider })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing::callsite::{Callsite, Identifier};
+    use tracing::field::FieldSet;
+    use tracing::metadata::Kind;
+    use tracing::span::{Attributes, Id};
+    use tracing::{Dispatch, Level};
+
+    /// Records the names of the spans it is shown.
+    #[derive(Clone, Default)]
+    struct Names(Arc<Mutex<Vec<&'static str>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Names {
+        fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+            self.0.lock().unwrap().push(attrs.metadata().name());
+        }
+    }
+
+    /// What the `log` bridge builds for a record: metadata decided per call, not per callsite.
+    struct LogCallsite;
+    static LOG_CALLSITE: LogCallsite = LogCallsite;
+    static LOG_FIELDS: &[&str] = &["message"];
+    static LOG_META: Metadata<'static> = Metadata::new(
+        "log record",
+        "opendal::services",
+        Level::DEBUG,
+        None,
+        None,
+        None,
+        FieldSet::new(LOG_FIELDS, Identifier(&LOG_CALLSITE)),
+        Kind::EVENT,
+    );
+    impl Callsite for LogCallsite {
+        fn set_interest(&self, _: Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            &LOG_META
+        }
+    }
+
+    #[test]
+    fn a_span_after_a_disabled_log_record_still_reaches_the_exporter_layer() {
+        let exported = Names::default();
+        let logs = Names::default();
+        let subscriber = Registry::default()
+            .with(logs.clone().with_filter(LevelFilter::INFO))
+            .with(
+                exported.clone().with_filter(AskEveryTime(
+                    Targets::new()
+                        .with_target("ledgerstream", LevelFilter::INFO)
+                        .with_default(LevelFilter::OFF),
+                )),
+            );
+        let dispatch = Dispatch::new(subscriber);
+        tracing::dispatcher::with_default(&dispatch, || {
+            for _ in 0..3 {
+                // A dependency's debug record asks first (both filters refuse it), then our span follows.
+                let _ = dispatch.enabled(&LOG_META);
+                let _span = tracing::info_span!("seal", partition = 0);
+            }
+        });
+        assert_eq!(*exported.0.lock().unwrap(), vec!["seal"; 3]);
+        assert_eq!(*logs.0.lock().unwrap(), vec!["seal"; 3]);
+    }
 }

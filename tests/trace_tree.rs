@@ -308,7 +308,20 @@ fn one_checkpoint_is_one_trace_with_the_expected_tree() {
         .iter()
         .filter_map(|s| int_attr(s, "partition"))
         .collect();
-    assert_eq!(named("seal").len(), PARTITIONS as usize);
+    assert_eq!(
+        named("seal").len(),
+        PARTITIONS as usize,
+        "roots: {roots:?}\nall spans: {:?}\nlog:\n{}",
+        spans
+            .iter()
+            .map(|s| (
+                s.name.clone(),
+                int_attr(s, "checkpoint_id"),
+                int_attr(s, "partition")
+            ))
+            .collect::<Vec<_>>(),
+        p.log()
+    );
     assert_eq!(sealed, (0..i64::from(PARTITIONS)).collect());
 
     let expected = expected_rows();

@@ -110,6 +110,9 @@ impl Actor for PartitionActor {
                 })?;
                 metrics::state_size(a.partition, state_bytes);
                 state.early_requested = false;
+                // The seal ends before the committer can see it: the checkpoint's trace is complete (and exported
+                // ahead of the commit spans) however the actors are scheduled afterwards.
+                drop(span);
                 a.committer.cast(CommitterMsg::Sealed(Sealed {
                     checkpoint,
                     partition: a.partition,
