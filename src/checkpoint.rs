@@ -39,6 +39,25 @@ pub struct CheckpointManifest {
     pub rows: BTreeMap<String, u64>,
     /// Approximate state size per partition when sealed.
     pub state_bytes: BTreeMap<i32, u64>,
+    /// Partitions per input topic when the checkpoint was taken. Keyed state is hashed by partition, so a
+    /// restore onto a different count is refused (see [`layout_change`]). Absent in markers older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+}
+
+/// Why the input's partition layout no longer matches the state's, if it does not.
+///
+/// Every key's state lives in the partition its records arrive on (the producer hashes the key modulo the
+/// partition count). Adding partitions moves keys to other partitions, so state taken with `recorded` partitions
+/// cannot serve `now`: a user's wallet would arrive where its user is unknown. The only safe answers are to put the
+/// old layout back or to rebuild state for the new one, which is an operator's decision, never an automatic one.
+pub fn layout_change(recorded: Option<u32>, now: u32) -> Option<String> {
+    match recorded {
+        Some(r) if r != now => Some(format!(
+            "the state was checkpointed with {r} partitions per topic and the topics now have {now}"
+        )),
+        _ => None,
+    }
 }
 
 impl CheckpointManifest {
@@ -163,9 +182,27 @@ mod tests {
             snapshots: [("users_changes".to_string(), 99)].into(),
             rows: [("users_changes".to_string(), 3)].into(),
             state_bytes: [(0, 1024)].into(),
+            partitions: Some(4),
         };
         assert_eq!(CheckpointManifest::from_bytes(&m.to_bytes()).unwrap(), m);
         assert!(CheckpointManifest::from_bytes(b"{not json").is_err());
+        // Markers written before the partition count was recorded still load.
+        let mut old: serde_json::Value = serde_json::from_slice(&m.to_bytes()).unwrap();
+        old.as_object_mut().unwrap().remove("partitions");
+        let old = CheckpointManifest::from_bytes(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(old.partitions, None);
+    }
+
+    #[test]
+    fn a_different_partition_count_is_a_layout_change() {
+        assert_eq!(layout_change(Some(4), 4), None);
+        assert_eq!(layout_change(None, 4), None, "unknown: nothing to compare");
+        let grown = layout_change(Some(4), 6).expect("grown");
+        assert!(
+            grown.contains("4 partitions") && grown.contains("now have 6"),
+            "{grown}"
+        );
+        assert!(layout_change(Some(4), 2).is_some(), "shrunk");
     }
 
     #[test]

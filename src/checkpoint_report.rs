@@ -441,6 +441,7 @@ mod tests {
             snapshots: [("users_changes".to_string(), 4242 + id as i64)].into(),
             rows: [("users_changes".to_string(), 3)].into(),
             state_bytes: [(0, 2048), (1, 1024)].into(),
+            partitions: Some(2),
         }
     }
 

@@ -56,6 +56,16 @@ pub enum FatalError {
          an empty data_dir)."
     )]
     OffsetsPastEnd { checkpoint: u64, details: String },
+    #[error(
+        "the input's partition layout changed: {details} (last checkpoint: {checkpoint:?}). Keyed state lives in \
+         the partition its records arrive on, so it cannot follow keys that move: put the old partition count back, \
+         or rebuild the state for the new layout (a new pipeline.writer_id and an empty data_dir, reading the topics \
+         from the start). Refusing to run rather than join users, wallets and transactions against the wrong state."
+    )]
+    PartitionsChanged {
+        checkpoint: Option<u64>,
+        details: String,
+    },
     /// A configured policy said to stop: a post-write data-quality check failed under `dq.post_write_policy =
     /// "halt"` (the checkpoint itself is complete; restarting resumes after it, once an operator has looked at
     /// `dq_results`), or a source type change met `schema.type_change = "halt"`.
@@ -242,6 +252,7 @@ pub async fn recover(
     if let Some(remote) = remote {
         restore_from_remote(config, catalog, checkpoints, intents, &parts, remote).await?;
     }
+    check_layout(checkpoints, parts.len())?;
     let latest_before = checkpoints.latest_complete(&parts)?.map(|c| c.id);
     for id in intents.list()? {
         if latest_before.is_some_and(|l| id.0 <= l) {
@@ -302,6 +313,7 @@ pub async fn recover(
             snapshots,
             rows: BTreeMap::new(),
             state_bytes: BTreeMap::new(),
+            partitions: Some(partitions.len() as u32),
         };
         tracing::info_span!("state_checkpoint", checkpoint_id = id.0)
             .in_scope(|| {
@@ -364,6 +376,25 @@ pub async fn recover(
     }
     let next = CheckpointId(local.unwrap_or(0) + 1);
     Ok(Recovered { manifest, next })
+}
+
+/// Refuses a restore when the newest checkpoint was taken with a different partition count than the topics have.
+fn check_layout(checkpoints: &CheckpointCatalog, partitions: usize) -> anyhow::Result<()> {
+    let Some(id) = checkpoints.marker_ids()?.into_iter().max() else {
+        return Ok(());
+    };
+    let Some(bytes) = checkpoints.read_marker(id)? else {
+        return Ok(());
+    };
+    let recorded = CheckpointManifest::from_bytes(&bytes)?.partitions;
+    match crate::checkpoint::layout_change(recorded, partitions as u32) {
+        Some(details) => Err(FatalError::PartitionsChanged {
+            checkpoint: Some(id),
+            details,
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The newest checkpoint of this writer held by any output table, and that table.
@@ -795,7 +826,14 @@ async fn run_generation_bounded(
     health.set_phase(Phase::Consuming);
     tracing::info!("consuming");
 
+    let mut layout = source.layout_changes();
+    // Set when the topics' partition count changes under us: drain what was read (it is all valid), then stop.
+    let mut relayout: Option<String> = None;
     let outcome = tokio::select! {
+        changed = layout.wait_for(Option::is_some) => {
+            relayout = changed.ok().and_then(|c| c.clone());
+            Ok(())
+        }
         failure = fail_rx.recv() => match failure {
             Some(f) if f.halt => Err(FatalError::PolicyHalt(f.message).into()),
             Some(f) => Err(anyhow::anyhow!(f.message)),
@@ -833,7 +871,14 @@ async fn run_generation_bounded(
             match drained {
                 Ok(Ok(id)) => {
                     tracing::info!(checkpoint = id.0, "final checkpoint complete");
-                    Ok(())
+                    match relayout {
+                        Some(details) => Err(FatalError::PartitionsChanged {
+                            checkpoint: Some(id.0),
+                            details,
+                        }
+                        .into()),
+                        None => Ok(()),
+                    }
                 }
                 Ok(Err(e)) => Err(anyhow::anyhow!("final checkpoint failed: {e}")),
                 Err(_) => Err(anyhow::anyhow!(

@@ -450,6 +450,7 @@ async fn commit_checkpoint(
         snapshots,
         rows,
         state_bytes,
+        partitions: Some(args.partitions.len() as u32),
     };
     tracing::info_span!("state_checkpoint", checkpoint_id = n.0).in_scope(|| {
         finish_checkpoint(

@@ -172,6 +172,8 @@ pub struct KafkaSource {
     partitions: Vec<PartitionId>,
     shutdown: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Set once by the lag thread when a topic's partition count stops matching `partitions`.
+    layout: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl KafkaSource {
@@ -233,7 +235,15 @@ impl KafkaSource {
             partitions,
             shutdown: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
+            layout: tokio::sync::watch::channel(None).0,
         })
+    }
+
+    /// Fires (with a description) when an input topic's partition count changes while running. The assignment is
+    /// fixed for a generation: new partitions would go unread and moved keys would meet the wrong state, so the
+    /// pipeline stops on it (see [`crate::checkpoint::layout_change`]).
+    pub fn layout_changes(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.layout.subscribe()
     }
 
     /// The partition numbers, identical for every input topic.
@@ -474,6 +484,7 @@ impl KafkaSource {
             partitions: self.partitions.clone(),
             positions,
             shutdown: self.shutdown.clone(),
+            layout: self.layout.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("kafka-lag".into())
@@ -712,6 +723,7 @@ struct LagProbe {
     partitions: Vec<PartitionId>,
     positions: Arc<ReadPositions>,
     shutdown: Arc<AtomicBool>,
+    layout: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl LagProbe {
@@ -726,6 +738,7 @@ impl LagProbe {
     }
 
     fn probe(&self) {
+        self.check_layout();
         for p in &self.partitions {
             for (input, topic) in self.topics.iter().enumerate() {
                 if self.shutdown.load(Ordering::Relaxed) {
@@ -751,5 +764,67 @@ impl LagProbe {
                 metrics::source_lag(topic, p.0, high, next);
             }
         }
+    }
+
+    /// Compares each topic's partition count with the one this generation reads; reports the first change.
+    fn check_layout(&self) {
+        if self.layout.borrow().is_some() {
+            return;
+        }
+        let counts: Vec<(&str, Option<usize>)> = self
+            .topics
+            .iter()
+            .map(|topic| {
+                let found = match self
+                    .consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                {
+                    Ok(md) => md
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == topic)
+                        .filter(|t| t.error().is_none())
+                        .map(|t| t.partitions().len()),
+                    Err(e) => {
+                        tracing::debug!(topic, error = %e, "cannot fetch metadata");
+                        None
+                    }
+                };
+                (topic.as_str(), found)
+            })
+            .collect();
+        if let Some(what) = layout_report(self.partitions.len(), &counts) {
+            tracing::error!("{what}");
+            self.layout.send_replace(Some(what));
+        }
+    }
+}
+
+/// The first topic whose partition count is known and differs from `want`, described.
+///
+/// A topic missing from one metadata answer (`None`, or an empty partition list) is a broker hiccup as often as a
+/// deletion, and the fetch errors of a deleted topic surface on their own; only a definite, different count is a
+/// layout change.
+fn layout_report(want: usize, counts: &[(&str, Option<usize>)]) -> Option<String> {
+    counts.iter().find_map(|(topic, n)| {
+        n.filter(|n| *n > 0 && *n != want)
+            .map(|n| format!("topic {topic} now has {n} partitions, this pipeline reads {want}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layout_report;
+
+    #[test]
+    fn only_a_definite_different_count_is_a_layout_change() {
+        let same = [("a", Some(4)), ("b", Some(4))];
+        assert_eq!(layout_report(4, &same), None);
+        // Unknown or empty answers are hiccups, not changes.
+        assert_eq!(layout_report(4, &[("a", None), ("b", Some(0))]), None);
+        assert_eq!(
+            layout_report(4, &[("a", None), ("b", Some(6)), ("c", Some(2))]).as_deref(),
+            Some("topic b now has 6 partitions, this pipeline reads 4")
+        );
     }
 }
