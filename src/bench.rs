@@ -180,6 +180,9 @@ pub struct BenchArgs {
     /// Working directory (state, catalog, warehouse); a fresh temp dir when absent.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Give up on the throughput phase after this long (then print where the records went).
+    #[arg(long, default_value = "30m")]
+    pub timeout: humantime::Duration,
 }
 
 fn peak_rss_mb() -> f64 {
@@ -256,6 +259,10 @@ checkpoint_interval = "{}"
 [kafka]
 brokers = "{}"
 topic_prefix = "{prefix}"
+[kafka.client]
+# Whole producer batches per fetch: tansu's memory engine returns nothing for a fetch that starts inside a
+# partition's last batch, which a fetch cut mid-batch at the default 1 MiB would then have to do.
+"max.partition.fetch.bytes" = "16777216"
 "#,
         dir.display(),
         args.checkpoint_interval,
@@ -267,11 +274,24 @@ topic_prefix = "{prefix}"
     let started = Instant::now();
     let run = tokio::spawn(crate::pipeline::run(config.clone(), rx));
     let target = base_rows + report.events;
-    let done = wait_until(Duration::from_secs(1800), || {
-        metrics::rows_committed_total() >= target
-    })
-    .await;
+    let done = wait_until(*args.timeout, || metrics::rows_committed_total() >= target).await;
     let elapsed = started.elapsed();
+    if !done {
+        // Say where the records went: read, skipped as duplicates, quarantined, committed.
+        let wanted = [
+            "ledgerstream_source_records_total",
+            "ledgerstream_dedup_skipped_total",
+            "ledgerstream_rows_committed_total",
+            "ledgerstream_events_in_total",
+            "ledgerstream_tombstones_total",
+            "ledgerstream_quarantine_total",
+        ];
+        for line in metrics::render().lines() {
+            if wanted.iter().any(|w| line.starts_with(w)) {
+                eprintln!("{line}");
+            }
+        }
+    }
     anyhow::ensure!(
         done,
         "pipeline did not commit {} rows in time",

@@ -181,6 +181,10 @@ impl KafkaSource {
     /// co-partitioned.
     pub fn connect(settings: KafkaSourceSettings) -> Result<Self, SourceError> {
         let mut cc = ClientConfig::new();
+        // Prefetch bound per topic partition (split partition queues make it per partition, not per client): what
+        // librdkafka holds for a partition whose actor is out of permits. 16 MiB x (3 topics x partitions) bounds
+        // the source's memory beside the in-flight records; `kafka.client` may override it.
+        cc.set("queued.max.messages.kbytes", "16384");
         for (k, v) in &settings.client {
             cc.set(k, v);
         }
@@ -658,8 +662,12 @@ impl PollThread {
         let permit = match self.sem.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(_) => {
+                // Backpressure: stop polling this partition's queues until the actor returns permits. No
+                // pause()/resume(): resuming restarts the fetcher at the application's offset, possibly inside a
+                // record batch, and a broker that answers such a fetch with the *next* batch (tansu does) then
+                // skips the rest of that batch. Unpolled, librdkafka's per-partition queue fills to its bound
+                // (`queued.max.messages.kbytes`, set in `connect`) and its fetcher stops at a batch boundary.
                 let started = Instant::now();
-                self.set_paused(true);
                 let permit = loop {
                     if self.shutdown.load(Ordering::Relaxed) {
                         return false;
@@ -675,7 +683,6 @@ impl PollThread {
                         Err(_timeout) => continue,
                     }
                 };
-                self.set_paused(false);
                 metrics::source_backpressure(self.partition, started.elapsed());
                 permit
             }
@@ -697,21 +704,6 @@ impl PollThread {
             records,
             permit: Some(permit),
         })
-    }
-
-    fn set_paused(&self, paused: bool) {
-        let mut tpl = TopicPartitionList::new();
-        for t in &self.topics {
-            tpl.add_partition(t, self.partition.0);
-        }
-        let res = if paused {
-            self.consumer.pause(&tpl)
-        } else {
-            self.consumer.resume(&tpl)
-        };
-        if let Err(e) = res {
-            tracing::warn!(partition = self.partition.0, paused, error = %e, "pause/resume failed");
-        }
     }
 }
 
