@@ -615,7 +615,7 @@ pub struct PipelineConfig {
     /// Complete state checkpoints kept locally; older ones are pruned after each successful checkpoint.
     pub checkpoints_to_keep: NonZeroUsize,
     /// Backpressure bound: records polled but not yet committed, per partition. When reached the partition is
-    /// paused; when half is reached an early checkpoint is requested.
+    /// no longer polled; when half is reached an early checkpoint is requested.
     pub max_inflight_records_per_partition: NonZeroUsize,
     /// Records per hand-off from a poll thread to its partition actor.
     pub source_batch_size: NonZeroUsize,

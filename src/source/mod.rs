@@ -8,7 +8,8 @@
 //! * Every hand-off holds permits from a per-partition semaphore sized by
 //!   `pipeline.max_inflight_records_per_partition`. The permits travel with the records and are released only when
 //!   the checkpoint that contains them is committed, so memory stays bounded whatever the input rate. When permits
-//!   run out the partition is paused in librdkafka (no further prefetch) until they come back.
+//!   run out the poll thread stops polling the partition until they come back; librdkafka's bounded prefetch queue
+//!   then stops its fetcher (never `pause()`/`resume()`, see `kafka::PollThread::hand_off`).
 //! * Polling runs on dedicated OS threads, never on the async executor.
 
 pub mod kafka;
