@@ -11,33 +11,13 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use support::{
-    Broker, PipelineDir, free_port, id_lsn, ledgerstream, read_table, terminate, wait_for,
+    Broker, PipelineDir, free_port, http_get, id_lsn, ledgerstream, metric_sum, read_table,
+    rows_in, terminate, wait_for,
 };
 
 const EVENTS: u64 = 40_000;
 const USERS: i64 = 300;
 const SEED: u64 = 21;
-
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn scrape(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    Some(buf)
-}
 
 #[test]
 fn a_tiny_in_flight_budget_loses_and_repeats_nothing() {
@@ -67,21 +47,14 @@ fn a_tiny_in_flight_budget_loses_and_repeats_nothing() {
     )
     .expect("config");
     let mut run = p.spawn(&[]);
-    let total = |p: &PipelineDir| -> usize {
-        expected
-            .keys()
-            .map(|t| {
-                read_table(&p.catalog_db(), &p.warehouse(), t)
-                    .iter()
-                    .map(|b| b.num_rows())
-                    .sum::<usize>()
-            })
-            .sum()
-    };
+    let tables: Vec<&str> = expected.keys().copied().collect();
+    let total = |p: &PipelineDir| rows_in(p, &tables);
     let done = wait_for(Duration::from_secs(240), || {
         (total(&p) >= want).then_some(())
     });
-    let text = scrape(metrics_port).unwrap_or_default();
+    let text = http_get(metrics_port, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
     assert!(
         done.is_some(),
         "only {} of {want} rows committed; metrics:\n{}\nlog:\n{}",

@@ -41,20 +41,15 @@ fn produce(brokers: &str, prefix: &str, rate: u64) -> std::process::Child {
 }
 
 fn total_rows(p: &PipelineDir) -> usize {
-    [
-        "users_changes",
-        "wallets_changes",
-        "transactions_changes",
-        "quarantine",
-    ]
-    .iter()
-    .map(|t| {
-        read_table(&p.catalog_db(), &p.warehouse(), t)
-            .iter()
-            .map(|b| b.num_rows())
-            .sum::<usize>()
-    })
-    .sum()
+    support::rows_in(
+        p,
+        &[
+            "users_changes",
+            "wallets_changes",
+            "transactions_changes",
+            "quarantine",
+        ],
+    )
 }
 
 /// Runs the scenario: crash at `failpoint` (after `skip` earlier hits), restart, drain, compare.

@@ -8,7 +8,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{Broker, PipelineDir, ledgerstream, read_table, terminate, wait_for};
+use support::{Broker, PipelineDir, ledgerstream, terminate, wait_for};
 
 /// Changes (not malformed records) among the first `events` of the producer with this seed.
 fn changes(events: u64, seed: u64) -> usize {
@@ -41,28 +41,35 @@ fn produce(broker: &Broker, events: u64, seed: u64) {
 }
 
 fn changelog_rows(p: &PipelineDir) -> usize {
-    ["users_changes", "wallets_changes", "transactions_changes"]
-        .iter()
-        .map(|t| {
-            read_table(&p.catalog_db(), &p.warehouse(), t)
-                .iter()
-                .map(|b| b.num_rows())
-                .sum::<usize>()
-        })
-        .sum()
+    support::rows_in(
+        p,
+        &["users_changes", "wallets_changes", "transactions_changes"],
+    )
+}
+
+/// Two-partition topics with `events` from the producer with `seed`, and a pipeline run on them until every change
+/// is committed (the last field says whether that happened within 90 s). Returns the broker, the pipeline, the
+/// running process and the number of changes.
+fn consumed(
+    name: &str,
+    events: u64,
+    seed: u64,
+) -> (Broker, PipelineDir, support::Running, usize, Option<()>) {
+    let broker = Broker::start();
+    broker.create_topics("rt", 2);
+    produce(&broker, events, seed);
+    let p = PipelineDir::new(name, &broker.brokers(), "rt", "500ms");
+    let run = p.spawn(&[]);
+    let want = changes(events, seed);
+    let all_in = wait_for(Duration::from_secs(90), || {
+        (changelog_rows(&p) >= want).then_some(())
+    });
+    (broker, p, run, want, all_in)
 }
 
 #[test]
 fn a_checkpoint_past_the_end_of_a_recreated_topic_refuses_to_start() {
-    let broker = Broker::start();
-    broker.create_topics("rt", 2);
-    produce(&broker, 2_000, 3);
-    let p = PipelineDir::new("recreated", &broker.brokers(), "rt", "500ms");
-    let mut run = p.spawn(&[]);
-    let want = changes(2_000, 3);
-    let all_in = wait_for(Duration::from_secs(90), || {
-        (changelog_rows(&p) >= want).then_some(())
-    });
+    let (broker, p, mut run, want, all_in) = consumed("recreated", 2_000, 3);
     assert!(
         all_in.is_some(),
         "{} rows; log:\n{}",
@@ -144,15 +151,7 @@ for f in admin.create_topics(new, operation_timeout=15).values():
 
 #[test]
 fn a_restart_onto_a_different_partition_count_refuses() {
-    let broker = Broker::start();
-    broker.create_topics("rt", 2);
-    produce(&broker, 1_000, 5);
-    let p = PipelineDir::new("repartitioned", &broker.brokers(), "rt", "500ms");
-    let mut run = p.spawn(&[]);
-    let want = changes(1_000, 5);
-    let all_in = wait_for(Duration::from_secs(90), || {
-        (changelog_rows(&p) >= want).then_some(())
-    });
+    let (broker, p, mut run, want, all_in) = consumed("repartitioned", 1_000, 5);
     assert!(all_in.is_some(), "log:\n{}", p.log());
     assert!(terminate(&mut run, Duration::from_secs(60)).success());
 

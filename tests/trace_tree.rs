@@ -18,10 +18,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{Broker, PipelineDir, free_port, ledgerstream, run_ok, terminate, wait_for};
+use support::{
+    Broker, PipelineDir, free_port, http_get, ledgerstream, metric_sum, run_ok, terminate, wait_for,
+};
 
 const EVENTS: u64 = 3_000;
 const SEED: u64 = 5;
@@ -86,29 +87,6 @@ fn str_attr(span: &Span, key: &str) -> Option<String> {
         Some(Value::StringValue(s)) => Some(s),
         _ => None,
     }
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split(' ').nth(1)?.parse().ok()?;
-    Some((status, buf.split_once("\r\n\r\n")?.1.to_string()))
-}
-
-/// Sum of a metric family's samples (every label set) in a Prometheus text exposition.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Rows each output table gets from the synthetic input: distinct changes per changelog table, and the malformed
