@@ -229,20 +229,6 @@ fn quarantined_by_rule(p: &PipelineDir) -> Vec<(i64, String)> {
         .collect()
 }
 
-/// Changes per table in the audit log, counting a user-id change as Debezium delivers it (delete + create).
-fn expected_rows(stack: &Stack) -> BTreeMap<String, usize> {
-    let out = stack.psql(
-        "SELECT tbl, count(*) + count(*) FILTER (WHERE op = 'u' AND tbl <> 'users' AND \
-         (row_data->>'user_id') IS DISTINCT FROM (SELECT a2.row_data->>'user_id' FROM ls_audit a2 \
-          WHERE a2.tbl = a.tbl AND a2.pk = a.pk AND a2.seq < a.seq ORDER BY a2.seq DESC LIMIT 1)) \
-         FROM ls_audit a GROUP BY tbl ORDER BY tbl",
-    );
-    out.lines()
-        .filter_map(|l| l.split_once('|'))
-        .map(|(t, n)| (t.to_string(), n.trim().parse().expect("count")))
-        .collect()
-}
-
 #[test]
 fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
     let stack = Stack::start("pipeline", 4);
@@ -301,7 +287,7 @@ fn kill_nine_and_connect_restart_lose_nothing_and_duplicate_nothing() {
     let bad = bad_transactions(&truth);
     assert!(!bad.is_empty(), "the generator injected no bad rows");
     let bad_changes = audited_changes_of(&stack, &bad);
-    let mut want = expected_rows(&stack);
+    let mut want = support::audit_change_counts(&stack);
     *want.get_mut("transactions").expect("transactions") -= bad_changes;
     let mut run = p.spawn(&[]);
     let caught_up = wait_for(Duration::from_secs(240), || {

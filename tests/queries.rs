@@ -184,21 +184,6 @@ fn assert_same_rows(what: &str, have: BTreeMap<i64, Row>, want: BTreeMap<i64, Ro
     }
 }
 
-/// Changes per source table in the audit log, counting a user-id change of a wallet or transaction as Debezium
-/// delivers it (a delete and a create).
-fn expected_changes(stack: &Stack) -> BTreeMap<String, usize> {
-    let out = stack.psql(
-        "SELECT tbl, count(*) + count(*) FILTER (WHERE op = 'u' AND tbl <> 'users' AND \
-         (row_data->>'user_id') IS DISTINCT FROM (SELECT a2.row_data->>'user_id' FROM ls_audit a2 \
-          WHERE a2.tbl = a.tbl AND a2.pk = a.pk AND a2.seq < a.seq ORDER BY a2.seq DESC LIMIT 1)) \
-         FROM ls_audit a GROUP BY tbl ORDER BY tbl",
-    );
-    out.lines()
-        .filter_map(|l| l.split_once('|'))
-        .map(|(t, n)| (t.to_string(), n.trim().parse().expect("count")))
-        .collect()
-}
-
 /// Changes per source table in Iceberg: the changelog rows, plus quarantined records of that table (data-quality
 /// rejects never reach the changelog).
 fn landed_changes(p: &PipelineDir) -> BTreeMap<String, usize> {
@@ -279,11 +264,7 @@ fn read_table_at(
 }
 
 async fn open_catalog(p: &PipelineDir) -> ledgerstream::sink::SinkCatalog {
-    let cfg = ledgerstream::sink::CatalogConfig::Sql {
-        uri: format!("sqlite:{}?mode=rwc", p.catalog_db().display()),
-        warehouse: format!("file://{}", p.warehouse().display()),
-        s3: None,
-    };
+    let cfg = support::sqlite_catalog(&p.catalog_db(), &p.warehouse());
     ledgerstream::sink::SinkCatalog::connect(&cfg, "fintech")
         .await
         .expect("catalog")
@@ -632,7 +613,7 @@ fn current_state_tables_listing_and_every_documented_query_agree_with_the_source
     stack.psql(
         "BEGIN; UPDATE users SET updated_at = now(); UPDATE wallets SET updated_at = now(); COMMIT;",
     );
-    let want = expected_changes(&stack);
+    let want = support::audit_change_counts(&stack);
     let caught_up = wait_for(Duration::from_secs(180), || {
         (landed_changes(&p) == want).then_some(())
     });

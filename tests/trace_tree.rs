@@ -7,8 +7,6 @@
 
 mod support;
 
-use ledgerstream::cdc::SourceTable;
-use ledgerstream::synth::Synth;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -89,34 +87,18 @@ fn str_attr(span: &Span, key: &str) -> Option<String> {
     }
 }
 
-/// Rows each output table gets from the synthetic input: distinct changes per changelog table, and the malformed
-/// records in quarantine.
 /// Tables derived in the partition actors, written when the watermark releases their rows.
 const DERIVED: [&str; 3] = ["transactions_enriched", "fraud_alerts", "pnl_minutely"];
 
+/// Rows each output table gets from the synthetic input: distinct changes per changelog table, and the malformed
+/// records in quarantine.
 fn expected_rows() -> BTreeMap<String, i64> {
-    let mut by_table: BTreeMap<&str, BTreeSet<(i64, u64)>> = BTreeMap::new();
-    let mut bad = 0;
-    for r in Synth::new(SEED, USERS)
-        .with_bad_every(BAD_EVERY)
-        .take(EVENTS as usize)
-    {
-        if r.op.is_none() {
-            bad += 1;
-            continue;
-        }
-        let table = match r.table {
-            SourceTable::Users => "users_changes",
-            SourceTable::Wallets => "wallets_changes",
-            SourceTable::Transactions => "transactions_changes",
-        };
-        by_table.entry(table).or_default().insert((r.pk, r.lsn));
-    }
+    let (by_table, bad) = support::synth_truth(SEED, USERS, EVENTS, BAD_EVERY);
     let mut out: BTreeMap<String, i64> = by_table
         .into_iter()
         .map(|(t, s)| (t.to_string(), s.len() as i64))
         .collect();
-    out.insert("quarantine".into(), bad);
+    out.insert("quarantine".into(), bad as i64);
     out
 }
 

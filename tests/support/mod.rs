@@ -384,6 +384,30 @@ pub fn terminate(child: &mut std::process::Child, within: Duration) -> std::proc
     }
 }
 
+/// The embedded catalog (sqlite file plus local warehouse) of a pipeline.
+pub fn sqlite_catalog(catalog_db: &Path, warehouse: &Path) -> ledgerstream::sink::CatalogConfig {
+    ledgerstream::sink::CatalogConfig::Sql {
+        uri: format!("sqlite:{}?mode=rwc", catalog_db.display()),
+        warehouse: format!("file://{}", warehouse.display()),
+        s3: None,
+    }
+}
+
+/// Changes per source table in the test-only audit log, counting a user-id change of a wallet or transaction as
+/// Debezium delivers it (a delete and a create).
+pub fn audit_change_counts(stack: &Stack) -> std::collections::BTreeMap<String, usize> {
+    let out = stack.psql(
+        "SELECT tbl, count(*) + count(*) FILTER (WHERE op = 'u' AND tbl <> 'users' AND \
+         (row_data->>'user_id') IS DISTINCT FROM (SELECT a2.row_data->>'user_id' FROM ls_audit a2 \
+          WHERE a2.tbl = a.tbl AND a2.pk = a.pk AND a2.seq < a.seq ORDER BY a2.seq DESC LIMIT 1)) \
+         FROM ls_audit a GROUP BY tbl ORDER BY tbl",
+    );
+    out.lines()
+        .filter_map(|l| l.split_once('|'))
+        .map(|(t, n)| (t.to_string(), n.trim().parse().expect("count")))
+        .collect()
+}
+
 /// Reads every row of an Iceberg table of the embedded catalog as Arrow batches.
 pub fn read_table(
     catalog_db: &Path,
@@ -407,11 +431,7 @@ pub fn read_checkpoints(
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let cfg = ledgerstream::sink::CatalogConfig::Sql {
-            uri: format!("sqlite:{}?mode=rwc", catalog_db.display()),
-            warehouse: format!("file://{}", warehouse.display()),
-            s3: None,
-        };
+        let cfg = sqlite_catalog(catalog_db, warehouse);
         let catalog = ledgerstream::sink::SinkCatalog::connect(&cfg, "fintech")
             .await
             .expect("catalog");
@@ -445,12 +465,7 @@ pub fn read_table_in(
     namespace: &str,
     table: &str,
 ) -> Vec<arrow_array::RecordBatch> {
-    let cfg = ledgerstream::sink::CatalogConfig::Sql {
-        uri: format!("sqlite:{}?mode=rwc", catalog_db.display()),
-        warehouse: format!("file://{}", warehouse.display()),
-        s3: None,
-    };
-    read_table_from(&cfg, namespace, table)
+    read_table_from(&sqlite_catalog(catalog_db, warehouse), namespace, table)
 }
 
 /// Every row of `namespace.table` through any catalog; empty when the table has no snapshot yet.
