@@ -259,10 +259,6 @@ checkpoint_interval = "{}"
 [kafka]
 brokers = "{}"
 topic_prefix = "{prefix}"
-[kafka.client]
-# Whole producer batches per fetch: tansu's memory engine returns nothing for a fetch that starts inside a
-# partition's last batch, which a fetch cut mid-batch at the default 1 MiB would then have to do.
-"max.partition.fetch.bytes" = "16777216"
 "#,
         dir.display(),
         args.checkpoint_interval,
