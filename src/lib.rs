@@ -13,6 +13,7 @@ pub mod cdc;
 pub mod changelog;
 pub mod checkpoint;
 pub mod checkpoint_report;
+pub mod commit;
 pub mod config;
 pub mod dq;
 pub mod durable;
@@ -36,7 +37,7 @@ pub mod value;
 pub mod watermark;
 
 /// A named crash point for the failpoint tests (`--features failpoints`). When the `FAILPOINTS` environment
-/// variable enables it (e.g. `FAILPOINTS=committer::after_first_table=return`), the process aborts on the spot —
+/// variable enables it (e.g. `FAILPOINTS=commit::after_swap=return`), the process aborts on the spot —
 /// the in-process equivalent of `kill -9` at exactly that step. Compiled out otherwise.
 #[macro_export]
 macro_rules! failpoint {

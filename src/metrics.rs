@@ -118,9 +118,32 @@ struct Metrics {
     remote_files_uploaded: IntCounter,
     remote_bytes_uploaded: IntCounter,
     remote_upload_duration: Histogram,
+    commit_conflicts: IntCounterVec,
+    commit_retries: IntCounterVec,
+    checkpoint_commit_duration: Histogram,
+    writer_epoch: IntGauge,
 }
 
 static M: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    commit_conflicts: counter_vec(
+        "ledgerstream_commit_conflicts_total",
+        "Catalog compare-and-swaps refused because the table had moved (another writer committed first); each is \
+         re-validated on the new head",
+        &["table"],
+    ),
+    commit_retries: counter_vec(
+        "ledgerstream_commit_retries_total",
+        "Catalog swaps retried after an error, by outcome (not_committed, unknown)",
+        &["outcome"],
+    ),
+    checkpoint_commit_duration: histogram(
+        "ledgerstream_checkpoint_commit_duration_seconds",
+        "One checkpoint's commit into every table (stage + swap, all attempts)",
+    ),
+    writer_epoch: gauge(
+        "ledgerstream_writer_epoch",
+        "The epoch this process claimed for its partitions at the start of the current generation",
+    ),
     remote_files_uploaded: counter(
         "ledgerstream_remote_files_uploaded_total",
         "State files uploaded to the durable checkpoint remote (unchanged files are not uploaded again)",
@@ -322,6 +345,26 @@ pub fn rows_committed(table: &str, rows: u64, files: u64, bytes: u64, took: Dura
     M.commit_duration
         .with_label_values(&[table])
         .observe(took.as_secs_f64());
+}
+
+/// A catalog swap was refused because `table` had moved since it was loaded.
+pub fn commit_conflict(table: &str) {
+    M.commit_conflicts.with_label_values(&[table]).inc();
+}
+
+/// A catalog swap failed and is retried; `outcome` is `not_committed` or `unknown`.
+pub fn commit_retry(outcome: &'static str) {
+    M.commit_retries.with_label_values(&[outcome]).inc();
+}
+
+/// One checkpoint's multi-table commit finished.
+pub fn checkpoint_committed(took: Duration) {
+    M.checkpoint_commit_duration.observe(took.as_secs_f64());
+}
+
+/// The epoch this generation claimed.
+pub fn writer_epoch(epoch: u64) {
+    M.writer_epoch.set(epoch as i64);
 }
 
 pub fn checkpoint_completed(id: u64, took: Duration) {

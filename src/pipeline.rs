@@ -66,6 +66,14 @@ pub enum FatalError {
         checkpoint: Option<u64>,
         details: String,
     },
+    /// A newer epoch of this writer has claimed the partitions (another process took over): this one must not
+    /// commit again, and restarting would only fight the new owner.
+    #[error(
+        "Fenced: {0}. Another process with the same pipeline.writer_id has taken over these partitions; this one \
+         committed nothing after the takeover and stops. If the takeover was not intended, two deployments share \
+         one writer_id: give each its own."
+    )]
+    Fenced(String),
     /// A configured policy said to stop: a post-write data-quality check failed under `dq.post_write_policy =
     /// "halt"` (the checkpoint itself is complete; restarting resumes after it, once an operator has looked at
     /// `dq_results`), or a source type change met `schema.type_change = "halt"`.
@@ -101,6 +109,8 @@ pub async fn run_with_health(
     shutdown: watch::Receiver<bool>,
     health: Arc<Health>,
 ) -> anyhow::Result<()> {
+    // Before anything touches the data directory: a second process on it refuses here.
+    let _lock = ledgerstream_state::DataDirLock::acquire(&config.pipeline.data_dir)?;
     let result = restart_loop(&config, shutdown, &health).await;
     health.set_phase(Phase::Stopped);
     result
@@ -238,6 +248,17 @@ pub struct Recovered {
     pub next: CheckpointId,
 }
 
+/// What recovery writes through besides the catalog and the local state.
+#[derive(Clone, Copy)]
+pub struct RecoverWith<'a> {
+    /// Republishes the alerts of a checkpoint finished from its intent.
+    pub alerts: Option<&'a crate::alerts_out::AlertPublisher>,
+    /// The durable checkpoint remote, if configured.
+    pub remote: Option<&'a RemoteCheckpoints>,
+    /// The epoch this generation claimed: an intent is finished under it.
+    pub fence: &'a crate::commit::Fence,
+}
+
 /// Finishes leftover commit intents, then finds the recovery point and checks Iceberg agrees with it.
 pub async fn recover(
     config: &Config,
@@ -245,9 +266,13 @@ pub async fn recover(
     checkpoints: &CheckpointCatalog,
     intents: &IntentStore,
     partitions: &[PartitionId],
-    alerts: Option<&crate::alerts_out::AlertPublisher>,
-    remote: Option<&RemoteCheckpoints>,
+    with: RecoverWith<'_>,
 ) -> anyhow::Result<Recovered> {
+    let RecoverWith {
+        alerts,
+        remote,
+        fence,
+    } = with;
     let parts: Vec<u32> = partitions.iter().map(|p| p.0 as u32).collect();
     if let Some(remote) = remote {
         restore_from_remote(config, catalog, checkpoints, intents, &parts, remote).await?;
@@ -280,10 +305,17 @@ pub async fn recover(
         let span = tracing::info_span!("replay_intent", checkpoint_id = id.0);
         let snapshots = {
             use tracing::Instrument;
-            committer::commit_tables(catalog, &pending, &BTreeMap::new(), &BTreeMap::new())
-                .instrument(span)
-                .await
-                .map_err(|e| anyhow::anyhow!("finishing intent {id}: {e}"))?
+            committer::commit_tables(
+                catalog,
+                fence,
+                &checkpoint_tables(),
+                &pending,
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+            )
+            .instrument(span)
+            .await
+            .map_err(|e| fatal_if_fenced(e, &format!("finishing intent {id}")))?
         };
         // The crash may have come before this checkpoint's alerts reached Kafka: publish them (again).
         if let (Some(publisher), Some(snapshot)) =
@@ -397,6 +429,38 @@ fn check_layout(checkpoints: &CheckpointCatalog, partitions: usize) -> anyhow::R
     }
 }
 
+/// Every table a checkpoint commit stamps (all at checkpoint n, or none): every output table but `dq_results`,
+/// whose rows are the post-write checks of a checkpoint already committed, so it is committed just after.
+pub fn checkpoint_tables() -> Vec<String> {
+    TABLES
+        .iter()
+        .map(|t| changelog::changes_table(*t))
+        .chain(
+            DERIVED_TABLES
+                .iter()
+                .filter(|t| **t != crate::dq::DQ_RESULTS_TABLE)
+                .map(|t| t.to_string()),
+        )
+        .collect()
+}
+
+/// Every output table: the ones an epoch claim covers.
+fn all_tables() -> Vec<String> {
+    TABLES
+        .iter()
+        .map(|t| changelog::changes_table(*t))
+        .chain(DERIVED_TABLES.iter().map(|t| t.to_string()))
+        .collect()
+}
+
+/// A sink error as the pipeline reports it: [`FatalError::Fenced`] for a fenced writer, else with context.
+pub fn fatal_if_fenced(e: sink::SinkError, context: &str) -> anyhow::Error {
+    match e {
+        sink::SinkError::Fenced { .. } => FatalError::Fenced(e.to_string()).into(),
+        e => anyhow::anyhow!("{context}: {e}"),
+    }
+}
+
 /// The newest checkpoint of this writer held by any output table, and that table.
 async fn newest_in_tables(
     config: &Config,
@@ -411,12 +475,10 @@ async fn newest_in_tables(
         let Ok(t) = catalog.load_table(&table).await else {
             continue;
         };
-        if let Some((meta, _)) = sink::last_committed(&t, &config.pipeline.writer_id)?
-            && newest
-                .as_ref()
-                .is_none_or(|(_, n)| meta.checkpoint_id.0 > *n)
+        if let Some(c) = crate::commit::newest_checkpoint(&t, &config.pipeline.writer_id)?
+            && newest.as_ref().is_none_or(|(_, n)| c > *n)
         {
-            newest = Some((table, meta.checkpoint_id.0));
+            newest = Some((table, c));
         }
     }
     Ok(newest)
@@ -540,6 +602,7 @@ pub async fn run_bounded(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let health = Arc::new(Health::new(config.observability.ready_max_checkpoint_age));
+    let _lock = ledgerstream_state::DataDirLock::acquire(&config.pipeline.data_dir)?;
     let mut shutdown = shutdown;
     run_generation_bounded(config, &mut shutdown, &health, Some(bounds)).await
 }
@@ -629,6 +692,16 @@ async fn run_generation_bounded(
         .as_ref()
         .map(crate::durable::from_config)
         .transpose()?;
+    // Claim the partitions before recovery: from here on no older epoch of this writer (a previous generation's
+    // committer still inside a commit, a process stopped and woken up, another node) can commit to any table.
+    let fence = crate::commit::claim(
+        &catalog,
+        &pc.writer_id,
+        &partitions,
+        &all_tables(),
+        fencing_disabled(),
+    )
+    .await?;
     health.set_phase(Phase::Recovering);
     let recovered = {
         use tracing::Instrument;
@@ -643,8 +716,11 @@ async fn run_generation_bounded(
             &checkpoints,
             &intents,
             &partitions,
-            alerts.as_deref(),
-            remote.as_deref(),
+            RecoverWith {
+                alerts: alerts.as_deref(),
+                remote: remote.as_deref(),
+                fence: &fence,
+            },
         )
         .instrument(span.clone())
         .await
@@ -715,6 +791,8 @@ async fn run_generation_bounded(
             dq_policy: config.stages.dq_post_write_policy,
             alerts: alerts.clone(),
             remote: remote.clone(),
+            fence: fence.clone(),
+            stamp: checkpoint_tables(),
         },
         supervisor.get_cell(),
     )
@@ -835,6 +913,7 @@ async fn run_generation_bounded(
             Ok(())
         }
         failure = fail_rx.recv() => match failure {
+            Some(f) if f.fenced => Err(FatalError::Fenced(f.message).into()),
             Some(f) if f.halt => Err(FatalError::PolicyHalt(f.message).into()),
             Some(f) => Err(anyhow::anyhow!(f.message)),
             None => Err(anyhow::anyhow!("supervisor gone")),
@@ -902,6 +981,12 @@ async fn run_generation_bounded(
     drop(source);
     // A drain that failed leaves the last complete checkpoint as the restart point; nothing is lost.
     result
+}
+
+/// Failpoint builds only: `LEDGERSTREAM_TEST_NO_FENCING=1` skips the epoch check, so that the zombie tests can
+/// show what fencing prevents. Release builds always fence.
+fn fencing_disabled() -> bool {
+    cfg!(feature = "failpoints") && std::env::var_os("LEDGERSTREAM_TEST_NO_FENCING").is_some()
 }
 
 fn uuid_suffix() -> String {

@@ -208,8 +208,21 @@ fn crash_after_intent_before_any_commit() {
 }
 
 #[test]
-fn crash_after_first_of_several_tables() {
-    crash_and_recover("after_first_table", "committer::after_first_table", 1);
+fn crash_after_staging_before_the_swap() {
+    // Every table's new metadata is written, none is swapped in: replay from the intent.
+    crash_and_recover("after_stage", "commit::after_stage", 1);
+}
+
+#[test]
+fn crash_inside_the_multi_table_sql_transaction() {
+    // The UPDATEs of every table ran, COMMIT did not: the catalog rolls back, no table holds the checkpoint.
+    crash_and_recover("inside_sql_tx", "commit::inside_sql_transaction", 2);
+}
+
+#[test]
+fn crash_after_the_swap_before_the_state_checkpoint() {
+    // Every table holds the checkpoint, the marker is missing: recovery finds it committed and writes the marker.
+    crash_and_recover("after_swap", "commit::after_swap", 2);
 }
 
 #[test]
@@ -229,7 +242,7 @@ fn crash_during_partition_state_checkpoint() {
 
 #[test]
 fn crash_at_the_very_first_checkpoint() {
-    crash_and_recover("first_checkpoint", "committer::after_first_table", 0);
+    crash_and_recover("first_checkpoint", "commit::after_swap", 0);
 }
 
 // ---- durable checkpoints: the crash is followed by a restart on a new node (empty data directory) ----------------
@@ -256,14 +269,10 @@ fn new_node_after_remote_intent_before_any_commit() {
 }
 
 #[test]
-fn new_node_after_first_of_several_tables() {
-    // Some tables hold n: the new node must fetch n's intent (and state) and finish it.
-    crash_and_recover_on(
-        "remote_first_table",
-        "committer::after_first_table",
-        1,
-        Node::New,
-    );
+fn new_node_after_the_swap() {
+    // Every table holds n but no marker exists anywhere: the new node must fetch n's intent (and state) and
+    // find it committed.
+    crash_and_recover_on("remote_after_swap", "commit::after_swap", 1, Node::New);
 }
 
 #[test]

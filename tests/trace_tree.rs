@@ -2,8 +2,8 @@
 //! and serves `/metrics` and `/readyz`. Input is synthetic Debezium-format events in a real broker (tansu), all
 //! produced before the pipeline starts; the checkpoint interval is an hour, so the only checkpoint is the final one
 //! taken at SIGTERM, and its trace can be asserted exactly: one `checkpoint` root with `barrier`, one `seal` per
-//! partition, one `parquet_write` and one `iceberg_commit` per output table, and `state_checkpoint`, all children
-//! of the root and carrying its checkpoint id.
+//! partition, one `parquet_write` per output table, one `iceberg_commit` (every table in one catalog swap, with a
+//! `stage` child per table) and `state_checkpoint`, all children of the root and carrying its checkpoint id.
 
 mod support;
 
@@ -314,16 +314,30 @@ fn one_checkpoint_is_one_trace_with_the_expected_tree() {
     if let Some(enriched) = written.get("transactions_enriched") {
         assert!(*enriched <= expected["transactions_changes"]);
     }
-    let committed: BTreeSet<String> = named("iceberg_commit")
+    let commits = named("iceberg_commit");
+    assert_eq!(commits.len(), 1, "one multi-table commit per checkpoint");
+    assert_eq!(
+        int_attr(commits[0], "tables"),
+        Some(written.len() as i64),
+        "the commit carries every written table"
+    );
+    assert!(int_attr(commits[0], "epoch").is_some_and(|e| e >= 1));
+    // Every table the checkpoint stamps is staged under the commit span, the written ones among them.
+    let staged: BTreeSet<String> = spans
         .iter()
+        .filter(|s| s.name == "stage" && s.parent_span_id == commits[0].span_id)
         .filter_map(|s| str_attr(s, "table"))
         .collect();
-    assert_eq!(named("iceberg_commit").len(), written.len());
-    assert_eq!(committed, written.keys().cloned().collect());
+    for t in written.keys() {
+        assert!(
+            staged.contains(t),
+            "{t} staged under iceberg_commit: {staged:?}"
+        );
+    }
     assert_eq!(named("state_checkpoint").len(), 1);
     assert_eq!(
         children.len(),
-        1 + PARTITIONS as usize + 2 * written.len() + 1,
+        1 + PARTITIONS as usize + written.len() + 1 + 1,
         "no other direct children: {:?}",
         children.iter().map(|s| &s.name).collect::<Vec<_>>()
     );

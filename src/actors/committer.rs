@@ -4,9 +4,10 @@
 
 use super::coordinator::CoordinatorMsg;
 use crate::checkpoint::{CheckpointManifest, IntentStore, Offsets};
+use crate::commit::{self, Fence};
 use crate::metrics;
 use crate::processor::{SealedOutput, TableOutput};
-use crate::sink::{self, CommitMeta, CommitOutcome, PendingCommit, SinkCatalog, TableDef};
+use crate::sink::{self, CommitMeta, PendingCommit, SinkCatalog, TableDef};
 use crate::types::{CheckpointId, Offset, PartitionId};
 use arrow_array::{RecordBatch, new_null_array};
 use arrow_schema::SchemaRef;
@@ -61,6 +62,10 @@ pub struct CommitterArgs {
     pub alerts: Option<Arc<crate::alerts_out::AlertPublisher>>,
     /// Durable copy of state checkpoints, intents and markers (`[checkpoint.remote]`), when configured.
     pub remote: Option<Arc<crate::durable::RemoteCheckpoints>>,
+    /// The epoch this generation claimed for its partitions: every commit is checked against it.
+    pub fence: Fence,
+    /// Every table a checkpoint commit carries the marks into, with data or without (all at checkpoint n or none).
+    pub stamp: Vec<String>,
 }
 
 /// The checkpoint the committer is gathering seals for.
@@ -350,12 +355,12 @@ async fn commit_checkpoint(
         }
         permits.extend(seal.permits);
     }
-    let meta = CommitMeta {
+    let meta = args.fence.meta(CommitMeta {
         checkpoint_id: n,
         writer_id: args.writer_id.clone(),
         epoch: None,
         offsets: to_meta_offsets(&offsets),
-    };
+    });
 
     // 1. Data files, per table.
     let mut pending = PendingCommit {
@@ -412,6 +417,10 @@ async fn commit_checkpoint(
 
     // 2b. Remote: state n, then the intent, before any table holds n — the remote is never behind the tables.
     if let Some(remote) = &args.remote {
+        // A writer taken over while it was stopped must not overwrite its successor's remote checkpoints.
+        if let Some(first) = args.stamp.first() {
+            commit::ensure_not_fenced(&args.catalog, &args.fence, first).await?;
+        }
         upload_before_commit(
             remote,
             &args.checkpoints,
@@ -424,8 +433,16 @@ async fn commit_checkpoint(
         .await?;
     }
 
-    // 3. One snapshot per table.
-    let snapshots = commit_tables(&args.catalog, &pending, &rows, &written_files).await?;
+    // 3. Every table at once: one multi-table swap (crate::commit).
+    let snapshots = commit_tables(
+        &args.catalog,
+        &args.fence,
+        &args.stamp,
+        &pending,
+        &rows,
+        &written_files,
+    )
+    .await?;
 
     // Alerts to Kafka, before the marker: a crash before it leaves the intent, whose recovery publishes again.
     if let Some(publisher) = &args.alerts
@@ -569,65 +586,89 @@ async fn record_dq_results(
     let table = args.catalog.ensure_table(&def).await?;
     let schema = sink::table::arrow_schema_for(table.metadata().current_schema())?;
     let batch = sink::rows_to_batch(&def, &schema, &rows)?;
-    let meta = CommitMeta {
+    let meta = args.fence.meta(CommitMeta {
         checkpoint_id: n,
         writer_id: args.writer_id.clone(),
         epoch: None,
         offsets: to_meta_offsets(&manifest.offsets),
-    };
+    });
     let written = sink::write_data_files(&table, &meta, [batch]).await?;
-    sink::commit_files(&args.catalog, &def.name, written.files, &meta).await?;
+    let files = BTreeMap::from([(
+        def.name.clone(),
+        commit::Files {
+            data: written.files,
+            deletes: Vec::new(),
+        },
+    )]);
+    commit::commit_checkpoint(
+        &args.catalog,
+        &args.fence,
+        &meta,
+        &files,
+        std::slice::from_ref(&def.name),
+    )
+    .await?;
     Ok(())
 }
 
-/// Commits every table of a pending checkpoint, skipping tables that already hold it. Shared with recovery.
+/// Commits a pending checkpoint into every table of `stamp` in one swap (a table that already holds it is left
+/// alone). Shared with recovery. Returns the snapshot holding the checkpoint's files, per table with files.
 pub async fn commit_tables(
     catalog: &SinkCatalog,
+    fence: &Fence,
+    stamp: &[String],
     pending: &PendingCommit,
     rows: &BTreeMap<String, u64>,
     written: &BTreeMap<String, (u64, u64)>,
-) -> Result<BTreeMap<String, i64>, ActorProcessingErr> {
-    let mut snapshots = BTreeMap::new();
-    for (i, (name, files)) in pending.tables.iter().enumerate() {
-        let started = Instant::now();
-        let span = tracing::info_span!(
-            "iceberg_commit",
-            checkpoint_id = pending.meta.checkpoint_id.0,
-            table = %name
-        );
-        let outcome = async {
+) -> Result<BTreeMap<String, i64>, sink::SinkError> {
+    let started = Instant::now();
+    let n = pending.meta.checkpoint_id;
+    let span = tracing::info_span!(
+        "iceberg_commit",
+        checkpoint_id = n.0,
+        tables = pending.tables.len(),
+        epoch = fence.epoch
+    );
+    let outcome = async {
+        let mut files = BTreeMap::new();
+        for (name, serialized) in &pending.tables {
             let table = catalog.load_table(name).await?;
-            let files = files
+            let data = serialized
                 .iter()
                 .map(|f| f.decode(&table))
                 .collect::<Result<Vec<_>, _>>()?;
-            sink::commit_files(catalog, name, files, &pending.meta).await
+            files.insert(
+                name.clone(),
+                commit::Files {
+                    data,
+                    deletes: Vec::new(),
+                },
+            );
         }
-        .instrument(span)
-        .await?;
-        match outcome {
-            CommitOutcome::Committed(id) => {
-                let (nfiles, bytes) = written.get(name).copied().unwrap_or_default();
-                metrics::rows_committed(
-                    name,
-                    rows.get(name).copied().unwrap_or(0),
-                    nfiles,
-                    bytes,
-                    started.elapsed(),
-                );
-                snapshots.insert(name.clone(), id);
-            }
-            CommitOutcome::AlreadyCommitted(id) => {
-                tracing::info!(table = %name, snapshot = id, "checkpoint already in table; not committing again");
-                snapshots.insert(name.clone(), id);
-            }
-            CommitOutcome::NothingToCommit => {}
-        }
-        if i == 0 {
-            crate::failpoint!("committer::after_first_table");
+        commit::commit_checkpoint(catalog, fence, &pending.meta, &files, stamp).await
+    }
+    .instrument(span)
+    .await?;
+    let took = started.elapsed();
+    metrics::checkpoint_committed(took);
+    if outcome.already {
+        tracing::info!(
+            checkpoint = n.0,
+            "checkpoint already in the tables; not committing again"
+        );
+    } else {
+        for name in outcome.snapshots.keys() {
+            let (nfiles, bytes) = written.get(name).copied().unwrap_or_default();
+            metrics::rows_committed(
+                name,
+                rows.get(name).copied().unwrap_or(0),
+                nfiles,
+                bytes,
+                took,
+            );
         }
     }
-    Ok(snapshots)
+    Ok(outcome.snapshots)
 }
 
 /// Uploads state checkpoint `n` and its intent to the remote. Shared with recovery.

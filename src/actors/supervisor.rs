@@ -18,6 +18,16 @@ pub struct Failure {
     pub message: String,
     /// The failure was a [`PolicyHalt`]: do not restart.
     pub halt: bool,
+    /// A newer epoch of this writer took over: do not restart (it would fight the new owner), exit non-zero.
+    pub fenced: bool,
+}
+
+/// Whether an actor's error is a fenced commit.
+fn is_fenced(err: &ActorProcessingErr) -> bool {
+    matches!(
+        err.downcast_ref::<crate::sink::SinkError>(),
+        Some(crate::sink::SinkError::Fenced { .. })
+    )
 }
 
 /// Whether an actor's error is a policy halt, directly or inside a [`ProcessError`](crate::processor::ProcessError).
@@ -79,6 +89,7 @@ impl Actor for SupervisorActor {
             SupervisionEvent::ActorFailed(who, err) => Some(Failure {
                 message: format!("{} failed: {err}", who.get_name().unwrap_or_default()),
                 halt: is_halt(&err),
+                fenced: is_fenced(&err),
             }),
             SupervisionEvent::ActorTerminated(who, _, reason) if !state.stopping => Some(Failure {
                 message: format!(
@@ -87,6 +98,7 @@ impl Actor for SupervisorActor {
                     reason.unwrap_or_default()
                 ),
                 halt: false,
+                fenced: false,
             }),
             _ => None,
         };

@@ -206,6 +206,9 @@ pub struct SinkCatalog {
     catalog: Arc<dyn Catalog>,
     /// All output tables live in this one namespace.
     namespace: NamespaceIdent,
+    /// The SQL catalog's own database, for ledgerstream's multi-table compare-and-swap (`crate::commit`);
+    /// `None` for the REST catalog.
+    swap: Option<crate::commit::SqlSwap>,
 }
 
 impl fmt::Debug for SinkCatalog {
@@ -229,6 +232,7 @@ impl SinkCatalog {
             }
         })?;
         let factory = Arc::new(OpenDalResolvingStorageFactory::new());
+        let mut swap = None;
         let catalog: Arc<dyn Catalog> = match config {
             CatalogConfig::Sql { uri, warehouse, s3 } => {
                 if let Some(path) = uri.strip_prefix("sqlite:") {
@@ -253,6 +257,8 @@ impl SinkCatalog {
                     .load(CATALOG_NAME, props)
                     .await
                     .map_err(SinkError::from_iceberg)?;
+                // After the catalog, which creates `iceberg_tables` on first use.
+                swap = Some(crate::commit::SqlSwap::connect(uri, CATALOG_NAME).await?);
                 Arc::new(catalog)
             }
             CatalogConfig::Rest { uri, warehouse, s3 } => {
@@ -267,11 +273,20 @@ impl SinkCatalog {
                 Arc::new(catalog)
             }
         };
-        Ok(SinkCatalog { catalog, namespace })
+        Ok(SinkCatalog {
+            catalog,
+            namespace,
+            swap,
+        })
     }
 
     pub fn catalog(&self) -> &dyn Catalog {
         self.catalog.as_ref()
+    }
+
+    /// The SQL catalog's compare-and-swap connection, if this is a SQL catalog.
+    pub fn sql_swap(&self) -> Option<&crate::commit::SqlSwap> {
+        self.swap.as_ref()
     }
 
     pub fn namespace(&self) -> &NamespaceIdent {

@@ -52,6 +52,14 @@ pub enum SinkError {
         newer_epoch: u64,
     },
 
+    /// A table's fencing marks (`ledgerstream.writer.*` properties) cannot be read, or contradict each other.
+    #[error("table property {key}: {reason}")]
+    CorruptFence { key: String, reason: String },
+
+    /// The catalog's own database (the SQL catalog's compare-and-swap) failed.
+    #[error("catalog: {reason}")]
+    Catalog { reason: String, retryable: bool },
+
     /// An error from iceberg-rust (catalog, storage, writer), with its retry classification.
     #[error("iceberg ({kind:?}, retryable={retryable}): {source}")]
     Iceberg {
@@ -84,13 +92,16 @@ impl SinkError {
     /// Whether the same operation may succeed if tried again.
     pub fn is_retryable(&self) -> bool {
         match self {
-            SinkError::Iceberg { retryable, .. } => *retryable,
+            SinkError::Iceberg { retryable, .. } | SinkError::Catalog { retryable, .. } => {
+                *retryable
+            }
             SinkError::InvalidTableDef { .. }
             | SinkError::InvalidConfig { .. }
             | SinkError::Batch { .. }
             | SinkError::SchemaConflict { .. }
             | SinkError::CorruptCommitMeta { .. }
             | SinkError::InvalidPendingCommit { .. }
+            | SinkError::CorruptFence { .. }
             | SinkError::Fenced { .. } => false,
         }
     }

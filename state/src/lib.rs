@@ -8,6 +8,7 @@
 //!   changes bring the state to and is applied all-or-nothing.
 //! - Checkpoints are per store (create, list, restore, delete, prune); [`CheckpointCatalog`] ties them together
 //!   across the partitions of a root with atomic completion markers and picks the recovery point.
+//! - [`DataDirLock`] keeps a second process off a data directory (an exclusive `flock`, gone with the process).
 //! - Every call is synchronous; async callers run them on blocking threads.
 
 mod batch;
@@ -17,6 +18,7 @@ mod codec;
 mod error;
 mod fsutil;
 mod layout;
+mod lock;
 mod memory;
 mod rocks;
 mod store;
@@ -28,6 +30,7 @@ pub use batch::{BatchOp, KeyRange, WriteBatch, validate_keyspace};
 pub use catalog::{CheckpointCatalog, CompleteCheckpoint, PruneReport};
 pub use error::StateError;
 pub use layout::StateLayout;
+pub use lock::{DataDirLock, LOCK_FILE, LockError};
 pub use memory::MemoryPartitionStore;
 pub use rocks::{RocksConfig, RocksPartitionStore, SharedBlockCache};
 pub use store::{KeyValue, PartitionStore, PartitionStoreExt, ScanVisitor};
