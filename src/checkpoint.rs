@@ -5,7 +5,8 @@
 //!    delta to the committer;
 //! 2. the committer writes the Parquet data files of every table, then persists a **commit intent** (the data
 //!    files and the offsets) — from here on, checkpoint `n` can be finished without re-reading Kafka;
-//! 3. it commits one snapshot per table (idempotently: a table whose ancestry already holds `n` is skipped);
+//! 3. it commits every table in one fenced catalog swap ([`crate::commit`]; idempotent: tables whose marks already
+//!    hold `n` are left alone);
 //! 4. it writes the **completion marker** of `n` (this [`CheckpointManifest`]) — now `n` is the recovery point;
 //! 5. it deletes the intent and prunes old checkpoints.
 //!

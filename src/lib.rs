@@ -9,6 +9,7 @@
 pub mod actors;
 pub mod alerts_out;
 pub mod bench;
+pub mod bench_commit;
 pub mod cdc;
 pub mod changelog;
 pub mod checkpoint;

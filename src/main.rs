@@ -53,6 +53,9 @@ enum Command {
     /// Benchmark Kafka → Iceberg on synthetic events: throughput, freshness, checkpoint/commit latency, restart
     /// time, peak RSS. Needs a running broker (e.g. `stack/stack.sh up`).
     Bench(ledgerstream::bench::BenchArgs),
+    /// Benchmark the commit alone: one checkpoint into every table through the multi-table swap, against one
+    /// iceberg-rust fast append per table on a twin catalog (embedded sqlite, no broker).
+    BenchCommit(ledgerstream::bench_commit::BenchCommitArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -365,6 +368,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => ledgerstream::bench::bench(args).await,
+        Command::BenchCommit(args) => ledgerstream::bench_commit::bench_commit(args).await,
         Command::Replay {
             config,
             from,

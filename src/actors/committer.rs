@@ -607,6 +607,13 @@ async fn record_dq_results(
         &files,
         std::slice::from_ref(&def.name),
     )
+    // Its own trace: follow-up work of a checkpoint already complete, outside the checkpoint's span.
+    .instrument(tracing::info_span!(
+        parent: None,
+        "dq_results_commit",
+        checkpoint_id = n.0,
+        rows = results.len()
+    ))
     .await?;
     Ok(())
 }

@@ -14,10 +14,10 @@
 //! - [`PendingCommit`] is the durable record of "files written, commit not yet confirmed". Persist it before
 //!   committing; on recovery, [`commit_pending`] commits exactly those files (or finds them already committed).
 //!
-//! Invariant relied upon: at most one live process commits under a given writer id. A stale process with an older
-//! epoch that observes a snapshot of a newer epoch gets [`SinkError::Fenced`]; a check-then-commit window of one
-//! catalog round trip remains (iceberg-rust rebases a transaction on a refreshed table without re-running our
-//! check), so the supervisor must not run two generations of one writer concurrently.
+//! The pipeline commits SQL-catalog tables through [`crate::commit`] (one fenced multi-table swap); these
+//! per-table commits remain for the REST catalog. Their limits: one table at a time, so not atomic across tables,
+//! and iceberg-rust rebases a transaction on a refreshed table without re-running the ancestry check, so a stale
+//! process is fenced only when it sees a newer epoch's snapshot before committing.
 
 use std::collections::{BTreeMap, HashMap};
 
