@@ -336,7 +336,11 @@ fn one_checkpoint_is_one_trace_with_the_expected_tree() {
     }
     assert_eq!(named("state_checkpoint").len(), 1);
     // The post-write checks' commit to dq_results is a trace of its own (`dq_results_commit`), not a child.
-    assert!(spans.iter().any(|s| s.name == "dq_results_commit" && s.parent_span_id.is_empty()));
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "dq_results_commit" && s.parent_span_id.is_empty())
+    );
     assert_eq!(
         children.len(),
         1 + PARTITIONS as usize + written.len() + 1 + 1,

@@ -141,7 +141,9 @@ pub async fn commit_checkpoint(
                 None => TableChange::default(),
             };
             let s = produce::stage(table, change, fence.properties(n))
-                .instrument(tracing::info_span!("stage", checkpoint_id = n.0, table = %name, attempt))
+                .instrument(
+                    tracing::info_span!("stage", checkpoint_id = n.0, table = %name, attempt),
+                )
                 .await?;
             if let Some(id) = s.snapshot_id {
                 snapshots.insert(name.clone(), id);
