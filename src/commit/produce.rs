@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use iceberg::io::FileIO;
 use iceberg::spec::{
     DataContentType, DataFile, MAIN_BRANCH, ManifestFile, ManifestListWriter,
     ManifestWriterBuilder, Operation, Snapshot, SnapshotSummaryCollector, Summary, TableMetadata,
@@ -246,6 +245,57 @@ pub async fn stage(
             .set_properties(properties)
             .map_err(SinkError::from_iceberg)?;
     }
+    finish(table, builder, base_location, snapshot_id).await
+}
+
+/// Stages added optional columns (schema evolution) on `table` as loaded: a new schema with the columns appended
+/// under fresh field ids, made current. Existing data files simply lack them (read as null).
+pub async fn stage_columns(
+    table: &Table,
+    columns: &[(String, iceberg::spec::Type)],
+) -> Result<Staged, SinkError> {
+    let md = table.metadata();
+    let base_location = table
+        .metadata_location_result()
+        .map_err(SinkError::from_iceberg)?
+        .to_string();
+    let mut next_id = md.last_column_id();
+    let fields: Vec<_> = columns
+        .iter()
+        .map(|(name, ty)| {
+            next_id += 1;
+            std::sync::Arc::new(iceberg::spec::NestedField::optional(
+                next_id,
+                name,
+                ty.clone(),
+            ))
+        })
+        .collect();
+    let schema = md
+        .current_schema()
+        .as_ref()
+        .clone()
+        .into_builder()
+        .with_fields(fields)
+        .build()
+        .map_err(SinkError::from_iceberg)?;
+    let builder = md
+        .clone()
+        .into_builder(Some(base_location.clone()))
+        .add_schema(schema)
+        .map_err(SinkError::from_iceberg)?
+        .set_current_schema(-1)
+        .map_err(SinkError::from_iceberg)?;
+    finish(table, builder, base_location, None).await
+}
+
+/// Builds the new metadata and writes it next to the base as the next version.
+async fn finish(
+    table: &Table,
+    builder: iceberg::spec::TableMetadataBuilder,
+    base_location: String,
+    snapshot_id: Option<i64>,
+) -> Result<Staged, SinkError> {
     let metadata = builder.build().map_err(SinkError::from_iceberg)?.metadata;
     let location = MetadataLocation::from_str(&base_location)
         .map_err(SinkError::from_iceberg)?
@@ -261,22 +311,4 @@ pub async fn stage(
         new_location: location.to_string(),
         snapshot_id,
     })
-}
-
-/// Reads a table at an exact metadata file (after a swap, to hand the committed table back without a reload).
-pub async fn table_at(
-    file_io: &FileIO,
-    ident: TableIdent,
-    location: &str,
-) -> Result<Table, SinkError> {
-    let metadata = TableMetadata::read_from(file_io, location)
-        .await
-        .map_err(SinkError::from_iceberg)?;
-    Table::builder()
-        .file_io(file_io.clone())
-        .metadata(metadata)
-        .metadata_location(location)
-        .identifier(ident)
-        .build()
-        .map_err(SinkError::from_iceberg)
 }

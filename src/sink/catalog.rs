@@ -355,7 +355,59 @@ impl SinkCatalog {
         self.evolve(def, table).await
     }
 
-    async fn evolve(&self, def: &TableDef, mut table: Table) -> Result<Table, SinkError> {
+    async fn evolve(&self, def: &TableDef, table: Table) -> Result<Table, SinkError> {
+        match &self.swap {
+            Some(swap) => self.evolve_by_swap(swap, def, table).await,
+            None => self.evolve_by_transaction(def, table).await,
+        }
+    }
+
+    /// SQL catalog: the added columns are one compare-and-swap of a new current schema (`crate::commit`), never an
+    /// iceberg-rust transaction that could rebase. A lost race re-reads and adds only what is still missing.
+    async fn evolve_by_swap(
+        &self,
+        swap: &crate::commit::SqlSwap,
+        def: &TableDef,
+        mut table: Table,
+    ) -> Result<Table, SinkError> {
+        for _ in 0..EVOLVE_ATTEMPTS * 4 {
+            let missing = missing_columns(def, &table)?;
+            if missing.is_empty() {
+                return Ok(table);
+            }
+            // Added as optional even if the definition says required: existing rows have no value. The batch
+            // builder still rejects nulls for columns the definition marks required.
+            let staged = crate::commit::produce::stage_columns(&table, &missing).await?;
+            match swap.swap(std::slice::from_ref(&staged)).await {
+                crate::commit::SwapOutcome::Committed => {
+                    for (name, _) in &missing {
+                        crate::metrics::schema_change(&def.name, name);
+                    }
+                }
+                outcome => {
+                    tracing::info!(table = %def.name, ?outcome, "schema change not swapped in; re-reading the table");
+                }
+            }
+            table = self.load_table(&def.name).await?;
+        }
+        if missing_columns(def, &table)?.is_empty() {
+            return Ok(table);
+        }
+        Err(SinkError::Catalog {
+            reason: format!(
+                "could not add columns to {} after repeated conflicts",
+                def.name
+            ),
+            retryable: true,
+        })
+    }
+
+    /// REST catalog: iceberg-rust's schema update transaction.
+    async fn evolve_by_transaction(
+        &self,
+        def: &TableDef,
+        mut table: Table,
+    ) -> Result<Table, SinkError> {
         for attempt in 1..=EVOLVE_ATTEMPTS {
             let missing = missing_columns(def, &table)?;
             if missing.is_empty() {
