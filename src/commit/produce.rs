@@ -153,6 +153,14 @@ async fn write_manifest(
         .map_err(SinkError::from_iceberg)
 }
 
+/// The metadata file `table` was loaded from: the base a staged change must swap from.
+fn base_location(table: &Table) -> Result<String, SinkError> {
+    Ok(table
+        .metadata_location_result()
+        .map_err(SinkError::from_iceberg)?
+        .to_string())
+}
+
 /// Stages `change` plus `properties` on `table` as loaded (its metadata location is the base).
 pub async fn stage(
     table: &Table,
@@ -160,10 +168,7 @@ pub async fn stage(
     properties: HashMap<String, String>,
 ) -> Result<Staged, SinkError> {
     let md = table.metadata();
-    let base_location = table
-        .metadata_location_result()
-        .map_err(SinkError::from_iceberg)?
-        .to_string();
+    let base_location = base_location(table)?;
     if md.format_version() != iceberg::spec::FormatVersion::V2 {
         return Err(SinkError::InvalidTableDef {
             table: table.identifier().to_string(),
@@ -255,10 +260,7 @@ pub async fn stage_columns(
     columns: &[(String, iceberg::spec::Type)],
 ) -> Result<Staged, SinkError> {
     let md = table.metadata();
-    let base_location = table
-        .metadata_location_result()
-        .map_err(SinkError::from_iceberg)?
-        .to_string();
+    let base_location = base_location(table)?;
     let mut next_id = md.last_column_id();
     let fields: Vec<_> = columns
         .iter()
